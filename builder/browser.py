@@ -1,0 +1,75 @@
+"""Finding and launching headless Chromium through Playwright.
+
+webml uses a Chromium that is already on the machine (``WEBML_CHROMIUM``, then the usual
+executable names on PATH) through Playwright's ``executable_path``. Where none is found it falls
+back to a browser that ``playwright install chromium`` downloaded, if there is one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import SetupError
+
+CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+# Chromium's background services (component updates, sync, safe browsing) try to reach Google's
+# hosts at start-up; on a closed network they only add failed connections and delay.
+CHROMIUM_ARGS = (
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--no-first-run",
+    "--disable-quic",
+    "--metrics-recording-only",
+    "--no-default-browser-check",
+    "--enable-unsafe-swiftshader",
+)
+
+
+def find_chromium() -> str | None:
+    """Return the path of a Chromium executable on this machine, or None."""
+    configured = os.environ.get("WEBML_CHROMIUM")
+    if configured:
+        if not Path(configured).is_file():
+            raise SetupError(f"WEBML_CHROMIUM={configured}: file not found; point it at a Chromium or Chrome executable")
+        return configured
+    for name in CANDIDATES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def launch(headless: bool = True) -> Iterator[Any]:
+    """Start Chromium and yield a Playwright ``Browser``; each caller makes its own contexts."""
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise SetupError("Playwright is not installed; run `make setup` or `pip install -r requirements.lock`") from exc
+    executable = find_chromium()
+    args = list(CHROMIUM_ARGS)
+    if os.geteuid() == 0:
+        # Chromium refuses to start its sandbox as root.
+        args.append("--no-sandbox")
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(executable_path=executable, headless=headless, args=args)
+        except PlaywrightError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            hint = (f"the browser at {executable} failed to start" if executable else
+                    "no Chromium found on PATH and no Playwright-managed browser is installed")
+            raise SetupError(f"{hint} ({first}); install Debian's chromium (`apt-get install chromium`) "
+                             "or set WEBML_CHROMIUM to a Chromium executable") from exc
+        try:
+            yield browser
+        finally:
+            browser.close()
+

@@ -1,0 +1,228 @@
+"""The ``webml`` command line. This is the only module that prints or exits.
+
+Errors from the stages arrive as ``WebmlError`` subclasses and become one line on stderr with
+exit code 2 (usage) or 1 (build failure); ``-v`` adds the traceback and debug logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError, WebmlError
+from .progress import Reporter
+
+PROG = "webml"
+
+
+class TerminalReporter(Reporter):
+    """Prints stages and details on stderr; draws progress bars only on a terminal."""
+
+    def __init__(self, stream: Any = None, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.color = self.tty and "NO_COLOR" not in os.environ
+
+    def _style(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    def step(self, message: str) -> None:
+        if not self.quiet:
+            print(self._style("* ", "1") + message, file=self.stream, flush=True)
+
+    def detail(self, message: str) -> None:
+        if not self.quiet:
+            print("  " + message, file=self.stream, flush=True)
+
+    def warn(self, message: str) -> None:
+        print(self._style("warning: ", "33") + message, file=self.stream, flush=True)
+
+    @contextlib.contextmanager
+    def loop(self, label: str, total: int) -> Iterator[Any]:
+        done = 0
+        started = time.perf_counter()
+
+        def advance(n: int = 1, note: str = "") -> None:
+            nonlocal done
+            done += n
+            if self.tty and not self.quiet:
+                width = 24
+                filled = int(width * min(done, total) / max(total, 1))
+                bar = "#" * filled + "-" * (width - filled)
+                print(f"\r  {label} [{bar}] {done}/{total} {note}"[:120].ljust(100), end="", file=self.stream, flush=True)
+
+        yield advance
+        if self.tty and not self.quiet:
+            print("\r" + " " * 120 + "\r", end="", file=self.stream, flush=True)
+        if not self.quiet and total > 1:
+            self.detail(f"{label}: {done} step(s) in {time.perf_counter() - started:.1f} s")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with webml's one-line usage errors and exit code 2."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
+def _add_build(commands: Any) -> None:
+    parser = commands.add_parser("build", help="train, convert, render and verify an app from a spec",
+                                 description="Build a tested, offline-capable web app from a TOML spec.")
+    parser.add_argument("spec", type=Path, help="the project spec, e.g. models/digits.toml")
+    parser.add_argument("-o", "--output", type=Path, help="output folder (default: dist/NAME)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec key, e.g. --set model.epochs=20 (repeatable)")
+
+
+def _add_test(commands: Any) -> None:
+    parser = commands.add_parser("test", help="check a built app in headless Chromium",
+                                 description="Serve a built app on 127.0.0.1 and check it in headless Chromium.")
+    parser.add_argument("dist", type=Path, help="a folder written by `webml build`, e.g. dist/digits")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--backend", action="append", dest="backends", metavar="NAME",
+                        help="check only this backend (repeatable; default: the build's backends)")
+    parser.add_argument("--tolerance", type=float, help="maximum absolute output difference (default: the build's)")
+    parser.add_argument("--screenshot", type=Path, metavar="PATH",
+                        help="where to save the screenshot (default: test-results/NAME.png)")
+    parser.add_argument("--no-offline", action="store_true", help="skip the check with the server stopped")
+
+
+def _add_serve(commands: Any) -> None:
+    parser = commands.add_parser("serve", help="serve a built app over HTTP",
+                                 description="Serve a built app with the headers it needs (MIME types, "
+                                             "cross-origin isolation for WASM threads, no-cache for sw.js).")
+    parser.add_argument("dist", type=Path, help="a folder written by `webml build`")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
+    parser.add_argument("--no-isolation", action="store_true",
+                        help="omit the COOP/COEP headers (WASM then runs single-threaded)")
+    parser.add_argument("--collect", type=Path, metavar="DB",
+                        help="accept aggregated monitoring reports from the app into this SQLite file")
+
+
+def make_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description="Build, test and serve browser apps for Keras models with TensorFlow.js.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the result")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    commands.required = True
+    _add_build(commands)
+    _add_test(commands)
+    _add_serve(commands)
+    return parser
+
+
+def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
+    from .spec import load_spec, parse_override
+
+    overrides = dict(parse_override(item) for item in args.overrides)
+    spec = load_spec(args.spec, overrides)
+    output = args.output or Path("dist") / spec.name
+    reporter.step(f"building {spec.name} from {args.spec} into {output}")
+    from .native import import_tensorflow
+
+    import_tensorflow()
+    from .build import build
+
+    result = build(spec, output, reporter=reporter)
+    for warning in result.warnings:
+        reporter.warn(warning)
+    metrics = result.report["metrics"]
+    seconds = result.report["timings_seconds"]["total"]
+    checks = ""
+    if result.verification is not None:
+        passed = sum(c.status == "passed" for c in result.verification.checks)
+        skipped = sum(c.status == "skipped" for c in result.verification.checks)
+        checks = f", {passed} browser checks passed" + (f" ({skipped} skipped)" if skipped else "")
+    print(f"built {output} in {seconds:.1f} s: test {metrics['primary_metric']} {metrics['test_primary']:.4f}{checks}")
+    print(f"  report: {output / 'report.html'}")
+    print(f"  serve:  webml serve {output}   (then open http://127.0.0.1:8000/)")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace, reporter: TerminalReporter) -> int:
+    from .verify import load_site, verify_site
+
+    site = load_site(args.dist)
+    screenshot = args.screenshot or Path("test-results") / f"{site.metadata['name']}.png"
+    result = verify_site(args.dist, backends=args.backends, tolerance=args.tolerance,
+                         offline=not args.no_offline, screenshot=screenshot, reporter=reporter)
+    width = max(len(c.name) for c in result.checks)
+    for check in result.checks:
+        print(f"{check.status.upper():8} {check.name.ljust(width)}  {check.detail}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    failed = sum(c.status == "failed" for c in result.checks)
+    print(f"{'passed' if result.passed else 'FAILED'}: {len(result.checks) - failed} of {len(result.checks)} checks "
+          f"did not fail, in {result.seconds:.1f} s; screenshot {result.screenshot}")
+    return 0 if result.passed else 1
+
+
+def cmd_serve(args: argparse.Namespace, reporter: TerminalReporter) -> int:
+    from .serve import AppServer
+    from .verify import load_site
+
+    load_site(args.dist)
+    handlers = {}
+    if args.collect:
+        from .collector import Collector
+
+        handlers = Collector(args.collect).handlers()
+    try:
+        server = AppServer(args.dist, args.host, args.port, isolate=not args.no_isolation, post_handlers=handlers)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from exc
+    print(f"serving {args.dist} at {server.url} (Ctrl-C stops)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        reporter.warn(f"listening on {args.host}: other machines on the network can reach this server")
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "test": cmd_test, "serve": cmd_serve}
+
+
+def _quiet_tensorflow(verbose: bool) -> None:
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    verbose = "-v" in argv or "--verbose" in argv
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    _quiet_tensorflow(verbose)
+    try:
+        args = make_parser().parse_args(argv)
+        reporter = TerminalReporter(quiet=args.quiet)
+        return COMMANDS[args.command](args, reporter)
+    except WebmlError as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the previous output is unchanged", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

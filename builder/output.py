@@ -1,0 +1,92 @@
+"""Atomic replacement of an output folder.
+
+A build writes into a staging folder next to the target and swaps it in only after every check
+passed. On Linux the swap is one ``renameat2(RENAME_EXCHANGE)`` call, so at every instant the
+target is either the complete old build or the complete new one. Elsewhere two renames are used
+and a build that dies between them is repaired by ``recover`` at the start of the next build.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def staging_dir(target: Path) -> Path:
+    """Create a fresh staging folder next to ``target`` (same file system, so renames are atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = target.parent / f".{target.name}.staging-{os.getpid()}"
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir()
+    return path
+
+
+def _old_dir(target: Path) -> Path:
+    return target.parent / f".{target.name}.old"
+
+
+def recover(target: Path) -> None:
+    """Repair the state a crash between two renames can leave, and drop stale staging folders."""
+    old = _old_dir(target)
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            log.warning("restoring %s from %s left by an interrupted build", target, old)
+            os.rename(old, target)
+    for stale in target.parent.glob(f".{target.name}.staging-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result != 0:
+        errno = ctypes.get_errno()
+        log.debug("renameat2(RENAME_EXCHANGE) failed with errno %d; falling back to two renames", errno)
+        return False
+    return True
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Make ``staging`` the new ``target``; the old target is removed afterwards."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    old = _old_dir(target)
+    if old.exists():
+        shutil.rmtree(old)
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,129 @@
+// Image inputs: the drawing pad, a file picker, drag and drop, and the camera where present.
+import {t} from '../i18n.js';
+import {decodeImageFile, pixelsToInput, readPixels} from '../image.js';
+import {createDrawPad} from './draw.js';
+
+export function setupImageInput(root, image, {onInput, onError}) {
+  const canvas = root.querySelector('#draw-pad');
+  const preview = root.querySelector('#input-preview');
+  const pad = createDrawPad(canvas, {onStrokeEnd: () => submit(canvas, canvas.width, canvas.height)});
+
+  function submit(source, width, height) {
+    const values = pixelsToInput(readPixels(source, width, height), image);
+    if (values === null) return;
+    showPreview(preview, values, image);
+    onInput(values);
+  }
+
+  root.querySelector('#clear-button').addEventListener('click', () => {
+    pad.clear();
+    preview.getContext('2d').clearRect(0, 0, preview.width, preview.height);
+  });
+
+  async function useFile(file) {
+    try {
+      const bitmap = await decodeImageFile(file);
+      pad.clear();
+      const context = canvas.getContext('2d');
+      const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
+      const w = bitmap.width * scale;
+      const h = bitmap.height * scale;
+      context.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+      submit(bitmap, bitmap.width, bitmap.height);
+      bitmap.close();
+    } catch (error) {
+      onError(t('input.imageFailed', {error: error.message || String(error)}));
+    }
+  }
+
+  const fileInput = root.querySelector('#file-input');
+  fileInput.addEventListener('change', () => {
+    if (fileInput.files.length) useFile(fileInput.files[0]);
+    fileInput.value = '';
+  });
+
+  const dropZone = root.querySelector('#drop-zone');
+  dropZone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    dropZone.classList.add('dragging');
+  });
+  dropZone.addEventListener('dragleave', () => dropZone.classList.remove('dragging'));
+  dropZone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    dropZone.classList.remove('dragging');
+    const file = [...event.dataTransfer.files].find((f) => f.type.startsWith('image/'));
+    if (file) useFile(file);
+  });
+
+  setupCamera(root, (video) => submit(video, video.videoWidth, video.videoHeight), onError);
+  return {
+    show: (values) => {
+      showPreview(preview, values, image);
+      return onInput(values);
+    },
+  };
+}
+
+function setupCamera(root, capture, onError) {
+  const start = root.querySelector('#camera-button');
+  const shoot = root.querySelector('#capture-button');
+  const video = root.querySelector('#camera-video');
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    start.hidden = true;
+    return;
+  }
+  let stream = null;
+  start.addEventListener('click', async () => {
+    if (stream) {
+      stream.getTracks().forEach((track) => track.stop());
+      stream = null;
+      video.hidden = true;
+      shoot.hidden = true;
+      start.textContent = t('input.camera');
+      start.dataset.i18n = 'input.camera';
+      return;
+    }
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({video: {facingMode: 'environment'}, audio: false});
+      video.srcObject = stream;
+      await video.play();
+      video.hidden = false;
+      shoot.hidden = false;
+      start.dataset.i18n = 'input.cameraStop';
+      start.textContent = t('input.cameraStop');
+    } catch (error) {
+      stream = null;
+      onError(t('input.cameraFailed', {error: error.message || String(error)}));
+    }
+  });
+  shoot.addEventListener('click', () => {
+    if (stream) capture(video);
+  });
+}
+
+/** Draw the model's view of the input (the downsampled grid) so a person sees what it sees. */
+function showPreview(canvas, values, image) {
+  const context = canvas.getContext('2d');
+  const cellW = canvas.width / image.width;
+  const cellH = canvas.height / image.height;
+  const [low, high] = image.range;
+  for (let y = 0; y < image.height; y += 1) {
+    for (let x = 0; x < image.width; x += 1) {
+      const base = (y * image.width + x) * image.channels;
+      const channel = (c) => Math.round(((values[base + c] - low) / (high - low || 1)) * 255);
+      let r;
+      let g;
+      let b;
+      if (image.channels === 1) {
+        const v = image.ink ? 255 - channel(0) : channel(0);
+        r = v;
+        g = v;
+        b = v;
+      } else {
+        [r, g, b] = [channel(0), channel(1), channel(2)];
+      }
+      context.fillStyle = `rgb(${r}, ${g}, ${b})`;
+      context.fillRect(x * cellW, y * cellH, Math.ceil(cellW), Math.ceil(cellH));
+    }
+  }
+}
