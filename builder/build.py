@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import convert, render, report as report_module, site as site_module
+import numpy as np
+
+from . import convert, optimize, render, report as report_module, site as site_module, tasks, verify
 from .bundle import bundle_app
 from .data import load_dataset
-from .errors import VerificationError
+from .errors import ParityError, VerificationError
+from .graphmodel import load_graph_model
 from .output import recover, replace_dir, staging_dir
 from .progress import SILENT, Reporter
 from .spec import Spec
@@ -89,26 +92,22 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
         with tempfile.TemporaryDirectory(prefix="webml-work-") as work_name:
             work = Path(work_name)
             timer.start("convert", "exporting the SavedModel and converting it to a TF.js graph model")
-            graph = _export_and_convert(spec, training, work, staging)
-            model_info = {
-                "url": "model/model.json",
-                "format": "graph-model",
-                "sha256": model_files_digest(graph.directory, graph.files),
-                "bytes": sum((graph.directory / f).stat().st_size for f in graph.files),
-                "weight_bytes": graph.weight_bytes,
-                "variant": "float32",
-                "input_name": graph.input_name,
-                "ops": graph.ops,
-            }
-            reporter.detail(f"graph model: {len(graph.files)} files, {model_info['bytes'] / 1024:.0f} KiB, "
-                            f"ops {', '.join(graph.ops)}")
+            candidates = convert_candidates(spec, training, work, reporter)
 
             timer.start("bundle", "bundling the TF.js runtime and the app")
             backends = list(spec.app.backends)
             bundle = bundle_app(staging, backends, kernels=None)
 
+            timer.start("optimize", f"measuring {len(candidates)} model variant(s) in Chromium")
+            optimization = measure_and_select(spec, training, candidates, staging, backends, reporter)
+            chosen = optimization["chosen"]
+            _install_model(chosen.directory, chosen.files, staging / "model")
+
             timer.start("render", "rendering the site")
-            metadata = site_module.build_metadata(spec, training.split, training.model, model_info, backends)
+            reference = load_graph_model(staging / "model")
+            _check_against_keras(spec, training, reference, chosen)
+            model_info = _model_info(staging / "model", chosen)
+            metadata = site_module.build_metadata(spec, training.split, reference, model_info, backends)
             _render_site(spec, staging, metadata)
             precache = render.write_service_worker(staging, spec.name)
 
@@ -127,7 +126,7 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
         timer.stop()
         timer.seconds["total"] = round(time.perf_counter() - started, 3)
         report = report_module.build_report(spec, dataset, training, metadata, precache, bundle, verification,
-                                            timer.seconds, staging)
+                                            timer.seconds, staging, optimization=optimization["record"])
         report_module.write_report(staging, report)
         replace_dir(staging, output)
     finally:
@@ -136,13 +135,123 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
     return BuildResult(output=output, report=report, verification=verification, warnings=report["warnings"])
 
 
-def _export_and_convert(spec: Spec, training: TrainingResult, work: Path, staging: Path) -> convert.GraphModel:
-    saved_model = work / "saved_model"
-    convert.export_saved_model(training.model, saved_model)
-    inputs = site_module.encode_raw(training.split, training.split.preprocessing,
+def convert_candidates(spec: Spec, training: TrainingResult, work: Path,
+                       reporter: Reporter = SILENT) -> list[optimize.Variant]:
+    """Export and convert the trained model (and its pruned copy) into every requested variant."""
+    max_error = spec.optimize.max_quantization_error
+    golden = site_module.encode_raw(training.split, training.split.preprocessing,
                                     site_module.golden_inputs(spec, training.split))
-    convert.check_saved_model(training.model, saved_model, inputs, spec.verify.tolerance)
-    return convert.convert_saved_model(saved_model, staging / "model", shard_bytes=spec.optimize.shard_bytes)
+    models = [(training.model, False)]
+    if spec.optimize.pruning_sparsity > 0:
+        split = training.split
+        pruned, record = optimize.prune_model(
+            training.model, split.x_train, split.y_train, split.dataset.task, split.classes,
+            sparsity=spec.optimize.pruning_sparsity, epochs=spec.optimize.pruning_epochs,
+            batch_size=training.hyperparameters.batch_size, learning_rate=training.hyperparameters.learning_rate / 10,
+            seed=spec.seed, reporter=reporter)
+        training.stages["pruning"] = record
+        reporter.detail(f"pruned to {record['reached']:.1%} sparsity (target {record['target']:.0%})")
+        models.append((pruned, True))
+    candidates: list[optimize.Variant] = []
+    for model, pruned in models:
+        label = "pruned" if pruned else "trained"
+        saved_model = work / f"saved_model-{label}"
+        convert.export_saved_model(model, saved_model)
+        convert.check_saved_model(model, saved_model, golden, spec.verify.tolerance)
+        float32_dir = work / f"float32-{label}"
+        graph = convert.convert_saved_model(saved_model, float32_dir, shard_bytes=spec.optimize.shard_bytes)
+        if not pruned:
+            reporter.detail(f"graph model: {len(graph.files)} files, {graph.weight_bytes / 1024:.0f} KiB of weights, "
+                            f"ops {', '.join(graph.ops)}")
+        candidates += optimize.make_variants(saved_model, float32_dir, work / "variants", list(spec.optimize.variants),
+                                             max_error, spec.optimize.shard_bytes, pruned=pruned)
+    for variant in candidates:
+        for plan in variant.protected:
+            reporter.detail(f"{variant.name}: {plan.name} kept at {plan.dtype} ({plan.reason})")
+    return candidates
+
+
+def measure_and_select(spec: Spec, training: TrainingResult, candidates: list[optimize.Variant], staging: Path,
+                       backends: list[str], reporter: Reporter = SILENT) -> dict[str, Any]:
+    """Measure every variant on the test set in Chromium and pick the one to ship.
+
+    ``staging`` must already hold the bundled app (``bundle_app``); it receives a provisional site
+    (the float32 model) that serves the measuring page. Returns {"chosen": Variant, "record": ...}.
+    """
+    split = training.split
+    task = split.dataset.task
+    measuring = staging / "variants"
+    for variant in candidates:
+        _install_model(variant.directory, variant.files, measuring / variant.name)
+    # The page needs a model and metadata to start; the float32 variant serves until one is chosen.
+    float32 = next(v for v in candidates if v.name == "float32")
+    _install_model(float32.directory, float32.files, staging / "model")
+    reference = load_graph_model(staging / "model")
+    provisional = site_module.build_metadata(spec, split, reference, _model_info(staging / "model", float32), backends)
+    _render_site(spec, staging, provisional)
+
+    for variant in candidates:
+        outputs = load_graph_model(variant.directory)(split.x_test)
+        variant.python_metric = tasks.score(task, split.y_test, outputs, spec.task.threshold)[split.head.primary_metric]
+    backend = "wasm" if "wasm" in backends else backends[0]
+    measured = verify.measure_models(staging, {v.name: f"variants/{v.name}/model.json" for v in candidates},
+                                     site_module.test_inputs(split), backend=backend, reporter=reporter)
+    float32_outputs = np.asarray(measured["float32"], dtype=np.float64)
+    for variant in candidates:
+        outputs = np.asarray(measured[variant.name], dtype=np.float64)
+        variant.browser_scores = tasks.score(task, split.y_test, outputs, spec.task.threshold)
+        variant.browser_metric = variant.browser_scores[split.head.primary_metric]
+        variant.max_abs_diff = float(np.abs(outputs - float32_outputs).max())
+    chosen, reason = optimize.select_variant(candidates, split.head, spec.optimize.max_metric_drop)
+    for variant in candidates:
+        reporter.detail(f"{variant.name:16} {variant.bytes_raw:>9} B raw {variant.bytes_gzip:>9} B gzip  "
+                        f"{split.head.primary_metric} {variant.browser_metric:.4f}  max |diff| {variant.max_abs_diff:.2e}"
+                        + ("  <- ships" if variant.selected else ""))
+    reporter.detail(reason)
+    shutil.rmtree(measuring)
+    record = {
+        "backend": backend, "metric": split.head.primary_metric, "reason": reason, "selected": chosen.name,
+        "max_metric_drop": spec.optimize.max_metric_drop,
+        "max_quantization_error": spec.optimize.max_quantization_error,
+        "pruning": training.stages.get("pruning"),
+        "variants": [v.to_json() for v in candidates],
+    }
+    return {"chosen": chosen, "record": record}
+
+
+def _install_model(source: Path, files: list[str], target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in files:
+        shutil.copy2(source / name, target / name)
+
+
+def _model_info(directory: Path, variant: optimize.Variant) -> dict[str, Any]:
+    graph = convert.describe_graph_model(directory)
+    return {
+        "url": "model/model.json",
+        "format": "graph-model",
+        "sha256": model_files_digest(directory, graph.files),
+        "bytes": sum((directory / f).stat().st_size for f in graph.files),
+        "weight_bytes": graph.weight_bytes,
+        "variant": variant.name,
+        "input_name": graph.input_name,
+        "ops": graph.ops,
+    }
+
+
+def _check_against_keras(spec: Spec, training: TrainingResult, reference: Any, chosen: optimize.Variant) -> None:
+    """The float32 conversion must reproduce the Keras model; a compressed one is measured instead."""
+    if chosen.name != "float32":
+        return
+    golden = site_module.encode_raw(training.split, training.split.preprocessing,
+                                    site_module.golden_inputs(spec, training.split))
+    expected = np.asarray(training.model(golden, training=False))
+    diff = float(np.abs(reference(golden) - expected).max())
+    if diff > spec.verify.tolerance:
+        raise ParityError(f"the converted graph model differs from the Keras model by up to {diff:.3g} "
+                          f"(tolerance {spec.verify.tolerance:g}); the conversion is wrong", diff)
 
 
 def _render_site(spec: Spec, staging: Path, metadata: dict[str, Any]) -> None:

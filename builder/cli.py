@@ -145,6 +145,11 @@ def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
         skipped = sum(c.status == "skipped" for c in result.verification.checks)
         checks = f", {passed} browser checks passed" + (f" ({skipped} skipped)" if skipped else "")
     print(f"built {output} in {seconds:.1f} s: test {metrics['primary_metric']} {metrics['test_primary']:.4f}{checks}")
+    optimization = result.report.get("optimization")
+    if optimization:
+        shipped = next(v for v in optimization["variants"] if v["selected"])
+        print(f"  model:  {shipped['name']}, {shipped['bytes']['raw'] / 1024:.1f} KiB ({shipped['bytes']['gzip'] / 1024:.1f} KiB gzip), "
+              f"{optimization['metric']} {shipped['browser_metric']:.4f} measured in Chromium")
     print(f"  report: {output / 'report.html'}")
     print(f"  serve:  webml serve {output}   (then open http://127.0.0.1:8000/)")
     return 0

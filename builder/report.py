@@ -48,7 +48,8 @@ def artifacts(root: Path) -> list[dict[str, Any]]:
 
 
 def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str, Any], precache: dict[str, Any],
-                 bundle: Any, verification: Any, timings: dict[str, float], root: Path) -> dict[str, Any]:
+                 bundle: Any, verification: Any, timings: dict[str, float], root: Path,
+                 optimization: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble report.json's content."""
     split = training.split
     head = split.head
@@ -81,6 +82,7 @@ def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str,
                     "test_primary": training.test_scores[head.primary_metric],
                     "baseline_test": training.baseline["test"]},
         "confusion_matrix": confusion,
+        "optimization": optimization,
         "runtime": {"backends": metadata["app"]["backends"], "packages_bytes": bundle.packages,
                     "missing_kernels": bundle.missing_kernels},
         "precache": {"version": precache["version"], "files": len(precache["files"]),

@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import features as features_module
 from .spec import Spec
-from .train import Preprocessing, Split, predict
+from .train import Preprocessing, Split
 
 METADATA_SCHEMA = 1
 UNSEEN_VALUE = "(a value never seen in training)"
@@ -57,6 +57,15 @@ def golden_inputs(spec: Spec, split: Split) -> list[Any]:
     return rows
 
 
+def test_inputs(split: Split) -> list[Any]:
+    """Every test row as a raw input the page accepts (flat image arrays or feature objects)."""
+    raw = split.dataset.take(split.test_index)
+    if split.dataset.input_kind == "image":
+        return [np.asarray(item, dtype=np.float32).reshape(-1).tolist() for item in raw]
+    encoder_json = split.preprocessing.encoder.to_json()
+    return [features_module.raw_row(raw, i, encoder_json) for i in range(len(raw))]
+
+
 def encode_raw(split: Split, preprocessing: Preprocessing, inputs: list[Any]) -> np.ndarray:
     """Encode raw golden inputs the way the page does, for the Python side of parity."""
     if split.dataset.input_kind == "image":
@@ -98,10 +107,14 @@ def output_description(spec: Spec, split: Split) -> dict[str, Any]:
     }
 
 
-def build_metadata(spec: Spec, split: Split, model: Any, model_info: dict[str, Any], backends: list[str]) -> dict[str, Any]:
-    """Assemble metadata.json; golden outputs come from the Keras model on the page's encoding."""
+def build_metadata(spec: Spec, split: Split, reference: Any, model_info: dict[str, Any], backends: list[str]) -> dict[str, Any]:
+    """Assemble metadata.json.
+
+    Golden outputs come from ``reference``, a callable over encoded inputs: the shipped graph model
+    run in Python (``builder.graphmodel``), so a quantized model is compared with itself.
+    """
     inputs = golden_inputs(spec, split)
-    outputs = predict(model, encode_raw(split, split.preprocessing, inputs))
+    outputs = reference(encode_raw(split, split.preprocessing, inputs))
     golden = [{"input": raw, "output": [float(v) for v in np.asarray(out).reshape(-1)]} for raw, out in zip(inputs, outputs)]
     return {
         "generator": "webml",

@@ -121,9 +121,9 @@ class TuningSpec:
 class OptimizeSpec:
     """Compressed variants of the model and how one is chosen for shipping."""
 
-    variants: tuple[str, ...] = field(default=("float32",), metadata=_choices(*QUANTIZATIONS))
+    variants: tuple[str, ...] = field(default=QUANTIZATIONS, metadata=_choices(*QUANTIZATIONS))
     max_metric_drop: float = field(default=-1.0, metadata=_range(-1.0, 1.0))
-    max_quantization_error: float = field(default=0.0, metadata=_range(0.0, 1e6))
+    max_quantization_error: float = field(default=0.05, metadata=_range(1e-6, 1e6))
     pruning_sparsity: float = field(default=0.0, metadata=_range(0.0, 0.99))
     pruning_epochs: int = field(default=10, metadata=_range(1, 1000))
     shard_bytes: int = field(default=4 * 1024 * 1024, metadata=_range(1024, 1 << 30))

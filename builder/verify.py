@@ -306,3 +306,39 @@ def _check_offline(page: Any, server: AppServer, site: Site, report: VerifyRepor
     else:
         report.add("works offline (server stopped)", "failed", f"offline predictions differ by {diff:.3g}",
                    max_abs_diff=diff)
+
+
+def measure_models(root: Path, models: dict[str, str], raw_inputs: list[Any], backend: str = "wasm",
+                   reporter: Reporter = SILENT) -> dict[str, list[list[float]]]:
+    """Predict ``raw_inputs`` in Chromium with each graph model (name → URL under ``root``).
+
+    The page's own encoding and runtime are used (``window.webml.evaluateModel``), on ``backend``.
+    Raises ``VerificationError`` when the page or a model fails.
+    """
+    from .errors import VerificationError
+
+    results: dict[str, list[list[float]]] = {}
+    with AppServer(root) as server, launch() as browser:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            watch = PageWatch(page)
+            page.goto(f"{server.url}?backend={backend}")
+            state = wait_ready(page)
+            if state["state"] != "ready":
+                raise VerificationError(f"the app did not start on {backend} to measure the model variants: "
+                                        f"{state['error']} [{state['errorCode']}]")
+            with reporter.loop(f"measuring {len(models)} variant(s) in Chromium ({backend})", len(models)) as advance:
+                for name, url in models.items():
+                    try:
+                        results[name] = page.evaluate("([url, inputs]) => window.webml.evaluateModel(url, inputs)",
+                                                      [url, raw_inputs])
+                    except Exception as exc:  # Playwright wraps page-side errors in its own Error type.
+                        first = str(exc).strip().splitlines()[0]
+                        raise VerificationError(f"variant {name} ({url}) failed in the browser: {first}") from exc
+                    advance(1, name)
+            if watch.page_errors:
+                raise VerificationError(f"page error while measuring variants: {watch.page_errors[0]}")
+        finally:
+            context.close()
+    return results

@@ -63,6 +63,20 @@ async function main() {
     return result.outputs;
   };
   state.numTensors = () => tf.memory().numTensors;
+  // Loads another graph model of this app (a compressed variant) and predicts raw inputs with
+  // it on the current backend; the build uses it to measure each variant where it will run.
+  state.evaluateModel = async (url, rawInputs, batchSize = 256) => {
+    const other = await loadModel(url);
+    try {
+      const outputs = [];
+      for (let i = 0; i < rawInputs.length; i += batchSize) {
+        outputs.push(...(await predict(other, metadata.input, rawInputs.slice(i, i + batchSize))).outputs);
+      }
+      return outputs;
+    } finally {
+      other.dispose();
+    }
+  };
 
   const output = document.getElementById('prediction');
   const onInput = async (raw) => {
