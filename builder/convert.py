@@ -99,7 +99,18 @@ def convert_saved_model(saved_model: Path, output: Path, *, quantization: dict[s
             converter.convert(args)
     except (ValueError, RuntimeError, OSError, SystemExit) as exc:
         raise ConversionError(f"{saved_model}: the TF.js converter failed: {exc}; rerun with -v for the converter log") from exc
+    canonicalize_model_json(output / "model.json")
     return describe_graph_model(output)
+
+
+def canonicalize_model_json(path: Path) -> None:
+    """Rewrite model.json with sorted keys.
+
+    The converter serializes protobuf maps (node attributes) in an order that changes from run
+    to run, so two conversions of the same weights would differ byte for byte without this.
+    """
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
 
 
 def describe_graph_model(directory: Path) -> GraphModel:
