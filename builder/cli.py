@@ -110,6 +110,14 @@ def _add_serve(commands: Any) -> None:
                         help="accept aggregated monitoring reports from the app into this SQLite file")
 
 
+def _add_monitor(commands: Any) -> None:
+    parser = commands.add_parser("monitor", help="summarize drift from collected monitoring reports",
+                                 description="Print per-variant and per-feature drift from reports that "
+                                             "`webml serve --collect DB` stored.")
+    parser.add_argument("db", type=Path, help="the SQLite file given to `webml serve --collect`")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary as JSON to PATH")
+
+
 def make_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, description="Build, test and serve browser apps for Keras models with TensorFlow.js.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and tracebacks")
@@ -119,6 +127,7 @@ def make_parser() -> ArgumentParser:
     _add_build(commands)
     _add_test(commands)
     _add_serve(commands)
+    _add_monitor(commands)
     return parser
 
 
@@ -178,14 +187,20 @@ def cmd_serve(args: argparse.Namespace, reporter: TerminalReporter) -> int:
     from .serve import AppServer
     from .verify import load_site
 
-    load_site(args.dist)
+    site = load_site(args.dist)
     handlers = {}
+    max_body = 0
     if args.collect:
-        from .collector import Collector
+        from .collector import MAX_REPORT_BYTES, REPORT_PATH, Collector
 
-        handlers = Collector(args.collect).handlers()
+        collector = Collector(args.collect)
+        collector.register_app(site.metadata)
+        handlers = collector.handlers()
+        max_body = MAX_REPORT_BYTES
+        print(f"collecting monitoring reports at {REPORT_PATH} into {args.collect}", flush=True)
     try:
-        server = AppServer(args.dist, args.host, args.port, isolate=not args.no_isolation, post_handlers=handlers)
+        server = AppServer(args.dist, args.host, args.port, isolate=not args.no_isolation, post_handlers=handlers,
+                           max_body_bytes=max_body or 256 * 1024)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from exc
     print(f"serving {args.dist} at {server.url} (Ctrl-C stops)", flush=True)
@@ -200,7 +215,34 @@ def cmd_serve(args: argparse.Namespace, reporter: TerminalReporter) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "test": cmd_test, "serve": cmd_serve}
+def cmd_monitor(args: argparse.Namespace, reporter: TerminalReporter) -> int:
+    from .monitor import summarize
+
+    summaries = summarize(args.db)
+    if not summaries:
+        print(f"{args.db}: no reports yet")
+    for s in summaries:
+        latency = f"{s.mean_latency_ms:.1f} ms" if s.mean_latency_ms is not None else "n/a"
+        accuracy = f"{s.feedback_accuracy:.1%} of {s.feedback_total}" if s.feedback_accuracy is not None else "no feedback"
+        shift = f"{s.prediction_psi:.3f}" if s.prediction_psi is not None else "n/a"
+        print(f"{s.app} variant {s.variant} (model {s.model[:12]}): {s.predictions} predictions from {s.clients} "
+              f"client(s) in {s.reports} report(s); mean latency {latency}; feedback accuracy {accuracy}; "
+              f"prediction PSI {shift}")
+        if not s.known_model:
+            print("  no training statistics stored for this model; serve its build with --collect to register it")
+            continue
+        if s.features:
+            width = max(len(f.name) for f in s.features)
+            print(f"  {'feature'.ljust(width)}  samples     PSI      KS  missing")
+            for f in sorted(s.features, key=lambda f: -f.psi):
+                flag = "  DRIFT" if f.drifted else ""
+                print(f"  {f.name.ljust(width)}  {f.samples:7d}  {f.psi:6.3f}  {f.ks:6.3f}  {f.missing_rate:7.1%}{flag}")
+    if args.json:
+        args.json.write_text(json.dumps([s.to_json() for s in summaries], indent=1) + "\n")
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "test": cmd_test, "serve": cmd_serve, "monitor": cmd_monitor}
 
 
 def _quiet_tensorflow(verbose: bool) -> None:

@@ -107,6 +107,27 @@ def output_description(spec: Spec, split: Split) -> dict[str, Any]:
     }
 
 
+def monitor_metadata(spec: Spec, split: Split, test_outputs: np.ndarray) -> dict[str, Any]:
+    """Training statistics and thresholds for the app's drift monitoring (see builder/stats.py)."""
+    from . import stats
+
+    dataset = split.dataset
+    train_raw = dataset.take(split.train_index)
+    if dataset.input_kind == "image":
+        features = stats.image_statistics(np.asarray(train_raw), dataset.image.value_range)
+    else:
+        features = stats.feature_statistics(train_raw, split.preprocessing.encoder.to_json())
+    m = spec.monitor
+    return {
+        "thresholds": {"psi": m.psi_threshold, "ks": m.ks_threshold, "prediction_shift": m.prediction_shift_threshold,
+                       "min_samples": m.min_samples},
+        "collect_url": m.collect_url,
+        "features": features,
+        "predictions": stats.prediction_statistics(dataset.task, test_outputs, list(dataset.class_names),
+                                                   spec.task.threshold),
+    }
+
+
 def build_metadata(spec: Spec, split: Split, reference: Any, model_info: dict[str, Any], backends: list[str]) -> dict[str, Any]:
     """Assemble metadata.json.
 
@@ -128,4 +149,5 @@ def build_metadata(spec: Spec, split: Split, reference: Any, model_info: dict[st
         "verify": {"tolerance": spec.verify.tolerance, "backends": list(spec.verify.backends)},
         "golden": golden,
         "examples": example_rows(spec, split),
+        "monitor": monitor_metadata(spec, split, reference(split.x_test)),
     }
