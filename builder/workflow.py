@@ -188,7 +188,7 @@ def _scale_up_step(units: tuple[int, ...], direction: str, parameters: int, hist
 
 def _scale_up_summary(steps: list[dict[str, Any]], best: int, limits: dict[str, int | None], max_epochs: int) -> str:
     chosen = steps[best]
-    text = (f"scale-up chose {_stack(tuple(chosen['units']))}: its validation loss is lowest at epoch "
+    text = (f"Scale-up chose {_stack(tuple(chosen['units']))}: its validation loss is lowest at epoch "
             f"{chosen['best_epoch']}, where overfitting starts")
     stopped = [f"{direction} past {_stack(tuple(steps[index]['units']))}" for direction, index in limits.items()
                if index is not None]
