@@ -26,7 +26,7 @@ from .spec import Spec
 log = logging.getLogger(__name__)
 
 # One-sided z value for the baseline check: the model's mean per-row gain over the baseline must
-# exceed this many standard errors (a 5% chance that a model with no real gain passes).
+# exceed this many standard errors (about a 5% chance that a model with no real gain passes).
 BASELINE_Z = 1.645
 VALIDATION_BATCH = 1024
 

@@ -160,7 +160,7 @@ def scale_up(spec: Spec, split: Split, protocol: Protocol, start: Hyperparameter
         "overfitting_epoch": best["best_epoch"],
         "width_limit_step": limits["width"],
         "depth_limit_step": limits["depth"],
-        "summary": _scale_up_summary(steps, best_index, limits, settings.epochs),
+        "summary": _scale_up_summary(steps, best_index, limits, settings.epochs, settings.min_improvement),
     }
     reporter.detail(record["summary"])
     return tuple(best["units"]), record
@@ -186,18 +186,23 @@ def _scale_up_step(units: tuple[int, ...], direction: str, parameters: int, hist
     }
 
 
-def _scale_up_summary(steps: list[dict[str, Any]], best: int, limits: dict[str, int | None], max_epochs: int) -> str:
+def _scale_up_summary(steps: list[dict[str, Any]], best: int, limits: dict[str, int | None], max_epochs: int,
+                      min_improvement: float) -> str:
     chosen = steps[best]
-    text = (f"Scale-up chose {_stack(tuple(chosen['units']))}: its validation loss is lowest at epoch "
-            f"{chosen['best_epoch']}, where overfitting starts")
-    stopped = [f"{direction} past {_stack(tuple(steps[index]['units']))}" for direction, index in limits.items()
-               if index is not None]
-    if stopped:
-        text += f"; more capacity did not lower the lowest validation loss ({', '.join(stopped)})"
+    text = f"Scale-up chose {_stack(tuple(chosen['units']))}: "
+    if chosen["turned_up"]:
+        text += f"its validation loss is lowest at epoch {chosen['best_epoch']}, where overfitting starts."
     else:
-        text += "; every larger step lowered the validation loss, so larger [scale_up] widths or depths may still help"
-    if not chosen["turned_up"]:
-        text += f"; its validation loss was still falling after {max_epochs} epochs (raise scale_up.epochs)"
+        text += (f"its validation loss was still falling at epoch {max_epochs}, the last one; raise "
+                 "scale_up.epochs to see where overfitting starts.")
+    stopped = [f"the {'wider' if direction == 'width' else 'deeper'} step {_stack(tuple(steps[index]['units']))}"
+               for direction, index in limits.items() if index is not None]
+    if stopped:
+        sentence = " and ".join(stopped)
+        text += (f" {sentence[0].upper()}{sentence[1:]} did not lower the lowest validation loss by "
+                 f"{min_improvement * 100:g}%, so more capacity only overfits sooner.")
+    else:
+        text += " Every larger step lowered the validation loss, so larger [scale_up] widths or depths may still help."
     return text
 
 
