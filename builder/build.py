@@ -40,6 +40,8 @@ class BuildResult:
     report: dict[str, Any]
     verification: VerifyReport | None
     warnings: list[str] = field(default_factory=list)
+    # Set instead of an output when this process ran as a distributed tuning worker.
+    worker: dict[str, Any] | None = None
 
 
 class StageTimer:
@@ -72,18 +74,30 @@ def model_files_digest(directory: Path, files: list[str]) -> str:
 
 
 def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool = True) -> BuildResult:
-    """Build the app for ``spec`` into ``output``; raise a ``WebmlError`` subclass on failure."""
+    """Build the app for ``spec`` into ``output``; raise a ``WebmlError`` subclass on failure.
+
+    In a distributed tuning worker (see ``workflow.distributed_role``) the build only runs tuning
+    trials for the chief. It then returns a result with ``worker`` set and leaves ``output`` alone.
+    """
+    from .workflow import distributed_role, run_worker, search
+
     timer = StageTimer(reporter)
     started = time.perf_counter()
-    recover(output)
+    worker = distributed_role() == "worker"
+    if not worker:
+        recover(output)
 
     timer.start("data", f"loading {spec.data.source}")
     dataset = load_dataset(spec)
     reporter.detail(f"{dataset.rows} rows, {dataset.input_kind} input, task {dataset.task}")
 
-    timer.start("train", "training")
-    from .workflow import search
+    if worker:
+        timer.start("tune", "running tuning trials for the chief")
+        summary = run_worker(spec, dataset, reporter)
+        timer.stop()
+        return BuildResult(output=output, report={}, verification=None, worker=summary)
 
+    timer.start("train", "training")
     training = run_training(spec, dataset, reporter, search=search)
     reporter.detail(f"test {training.split.head.primary_metric}: {training.test_scores[training.split.head.primary_metric]:.4f}")
 
@@ -114,7 +128,7 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
         verification = None
         if verify:
             timer.start("verify", "verifying the app in Chromium")
-            verification = verify_site(staging, reporter=reporter)
+            verification = verify_site(staging, offline=spec.verify.offline, reporter=reporter)
             for check in verification.checks:
                 reporter.detail(f"{check.status:7} {check.name}: {check.detail}")
             if not verification.passed:

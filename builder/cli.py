@@ -144,6 +144,10 @@ def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
     from .build import build
 
     result = build(spec, output, reporter=reporter)
+    if result.worker is not None:
+        print(f"tuning worker {result.worker['tuner_id']} ran {len(result.worker['trials'])} trial(s); "
+              "the chief builds the app")
+        return 0
     for warning in result.warnings:
         reporter.warn(warning)
     metrics = result.report["metrics"]

@@ -264,6 +264,11 @@ def _load_npz(spec: Spec, path: Path) -> Dataset:
             raise DataError(f"{path}: array '{key}' not found (arrays: {', '.join(archive.files) or 'none'}); save with numpy.savez(path, x=..., y=...)")
     x = np.asarray(archive["x"])
     y = np.asarray(archive["y"])
+    names = [str(n) for n in archive["target_names"].reshape(-1)] if "target_names" in archive.files else None
+    width = y.shape[1] if y.ndim == 2 else 1
+    if names is not None and len(names) != width:
+        raise DataError(f"{path}: 'target_names' lists {len(names)} names but 'y' has {width} column(s); "
+                        "give one name per target column")
     if x.dtype.kind not in "fiub":
         raise DataError(f"{path}: array 'x' has dtype {x.dtype}; it must be numeric")
     if len(x) != len(y):
@@ -282,7 +287,7 @@ def _load_npz(spec: Spec, path: Path) -> Dataset:
         low, high = float(images.min()), float(images.max())
         info = ImageInfo(height=images.shape[1], width=images.shape[2], channels=images.shape[3], value_range=(low, high))
         dataset = Dataset(name=spec.name, source=str(path), input_kind="image", task="", x=images.astype(np.float32),
-                          y=_npz_target(y), image=info, target_names=["target"])
+                          y=_npz_target(y), image=info, target_names=names or _npz_target_names(y))
         return _finish_targets(spec, dataset, None)
     if x.ndim != 2:
         raise DataError(f"{path}: 'x' has shape {x.shape}; use (rows, features) for tabular data or (rows, height, width[, channels]) for images")
@@ -292,10 +297,14 @@ def _load_npz(spec: Spec, path: Path) -> Dataset:
     frame = pd.DataFrame(x, columns=names)
     columns = [Column(name=n, kind="numeric", unit=spec.data.units.get(n, ""), missing=int(np.isnan(x[:, i]).sum()))
                for i, n in enumerate(names)]
-    target_names = [f"y{i}" for i in range(y.shape[1])] if y.ndim == 2 else ["y"]
+    target_names = names or _npz_target_names(y)
     dataset = Dataset(name=spec.name, source=str(path), input_kind="tabular", task="", x=frame, y=_npz_target(y),
                       columns=columns, target_names=target_names, target_unit=spec.data.target_unit)
     return _finish_targets(spec, dataset, None)
+
+
+def _npz_target_names(y: np.ndarray) -> list[str]:
+    return [f"y{i}" for i in range(y.shape[1])] if y.ndim == 2 else ["y"]
 
 
 def _npz_target(y: np.ndarray) -> np.ndarray:

@@ -52,6 +52,10 @@ class BaselineError(BuildError):
     """The trained model does not beat the common-sense baseline."""
 
 
+class TuningError(BuildError):
+    """A tuning search that ended without a completed trial."""
+
+
 class ConversionError(BuildError):
     """The TF.js converter failed or wrote a model that does not load."""
 

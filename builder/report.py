@@ -1,25 +1,36 @@
-"""The build report: ``report.json`` (versioned data) and ``report.html`` rendered from it."""
+"""The build report: ``report.json`` (versioned data) and ``report.html`` rendered from it.
+
+The HTML page and its PNG figures (learning curves, scale-up and tuning charts, written under the
+output's ``report/`` folder with matplotlib's Agg backend) are drawn only from report.json's data.
+``render_report`` re-renders them from the JSON alone.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import render, tasks
+from . import figures, render, tasks
 from .bundle import TFJS_VERSION
 from .data import Dataset
 from .features import dataset_summary
 
-REPORT_SCHEMA = 1
-PYTHON_PACKAGES = ("tensorflow", "keras", "tensorflowjs", "numpy", "scikit-learn", "keras-tuner", "playwright")
+# Schema 2 adds the baseline comparison, the search record (start, scale_up, tuning), per-fold
+# learning curves, seeds and the list of figures.
+REPORT_SCHEMA = 2
+PYTHON_PACKAGES = ("tensorflow", "keras", "tensorflowjs", "numpy", "pandas", "scikit-learn", "keras-tuner",
+                   "matplotlib", "playwright")
 # Files that describe the build rather than make up the app; they are left out of the artifact list.
 REPORT_FILES = ("report.json", "report.html")
+REPORT_DIR = "report"
 
 
 def package_versions() -> dict[str, str]:
@@ -59,13 +70,24 @@ def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str,
         confusion = {"labels": dataset.class_names,
                      "matrix": tasks.confusion_matrix(split.y_test, predicted, split.classes)}
     warnings = list(training.warnings)
+    dataset_record = dataset_summary(dataset)
+    if split.preprocessing.encoder is not None:
+        dataset_record["encoded_features"] = split.preprocessing.encoder.width
     return {
         "schema": REPORT_SCHEMA,
         "name": spec.name,
         "title": metadata["title"],
         "spec": spec.to_dict(),
         "seed": spec.seed,
-        "dataset": dataset_summary(dataset),
+        "seeds": {
+            "spec": spec.seed,
+            "test_split": spec.seed,
+            "validation_folds": f"{spec.seed} + repeat",
+            "fold_training": f"{spec.seed} + 1000 × repeat + fold",
+            "final_training": spec.seed,
+            "tuning_oracle": spec.seed,
+        },
+        "dataset": dataset_record,
         "split": {"train_rows": int(len(split.train_index)), "test_rows": int(len(split.test_index)),
                   "test_size": spec.data.test_size, "stratified": dataset.task in ("binary", "multiclass")},
         "task": head.to_json(),
@@ -73,6 +95,7 @@ def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str,
                      "repeats": training.protocol.repeats, "description": training.protocol.describe(),
                      "reason": training.protocol.reason},
         "baseline": training.baseline,
+        "comparison": training.comparison,
         "validation": training.validation.summary(),
         "search": training.stages,
         "model": {"hyperparameters": training.hyperparameters.to_json(), "epochs": training.epochs,
@@ -96,13 +119,39 @@ def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str,
 
 
 def write_report(root: Path, report: dict[str, Any]) -> None:
-    """Write report.json atomically, then report.html rendered from it."""
-    data = json.loads(json.dumps(report, default=_json_default))
+    """Write the figures, report.json (atomically) and report.html rendered from its data."""
+    data = _finite(json.loads(json.dumps(report, default=_json_default)))
+    data["figures"] = figures.draw(data, root)
     temporary = root / ".report.json.tmp"
     temporary.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(temporary, root / "report.json")
+    _write_html(root, data)
+
+
+def render_report(root: Path) -> None:
+    """Redraw the figures and report.html of a built folder from its report.json."""
+    data = json.loads((root / "report.json").read_text(encoding="utf-8"))
+    data["figures"] = figures.draw(data, root)
+    _write_html(root, data)
+
+
+def _write_html(root: Path, data: dict[str, Any]) -> None:
+    folder = root / REPORT_DIR
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(render.TEMPLATES_DIR / "report.css", folder / "report.css")
     html = render.render_template("report.html.j2", {"report": data})
     (root / "report.html").write_text(html, encoding="utf-8")
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN and infinities (an AUC on a one-class fold, say) with None, which JSON can hold."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

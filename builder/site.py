@@ -37,9 +37,11 @@ def golden_inputs(spec: Spec, split: Split) -> list[Any]:
     """Raw inputs for the browser parity checks.
 
     Images are flat lists of height × width × channels values. Tabular rows are objects keyed by
-    feature name; besides real test rows they include a row with every numeric feature missing
-    and one with every categorical feature set to a value never seen in training, so parity
-    covers fill values, missing indicators and the unseen slot.
+    feature name. Besides real test rows they include a row with every numeric feature missing,
+    one with every categorical feature set to a value never seen in training, one with every
+    categorical feature missing, and one typed the way the page's form sends it (numbers as text,
+    with blank fields). Parity then covers fill values, missing indicators, the missing and
+    unseen slots, and the parsing of form text.
     """
     chosen = select_golden_rows(split, spec.verify.golden)
     raw = split.dataset.take(split.test_index[chosen])
@@ -47,13 +49,17 @@ def golden_inputs(spec: Spec, split: Split) -> list[Any]:
         return [np.asarray(item, dtype=np.float32).reshape(-1).tolist() for item in raw]
     encoder_json = split.preprocessing.encoder.to_json()
     rows = [features_module.raw_row(raw, i, encoder_json) for i in range(len(raw))]
+    if not rows:
+        return rows
+    form_source = rows[1] if len(rows) > 1 else rows[0]
     numeric = [f["name"] for f in encoder_json if f["kind"] == "numeric"]
     categorical = [f["name"] for f in encoder_json if f["kind"] == "categorical"]
-    if rows and numeric:
+    if numeric:
         rows.append({**rows[0], **{name: None for name in numeric}})
-    if rows and categorical:
-        rows.append({**rows[-1], **{name: UNSEEN_VALUE for name in categorical}})
+    if categorical:
+        rows.append({**rows[0], **{name: UNSEEN_VALUE for name in categorical}})
         rows.append({**rows[0], **{name: None for name in categorical}})
+    rows.append(_form_text_row(form_source, encoder_json))
     return rows
 
 
@@ -64,6 +70,24 @@ def test_inputs(split: Split) -> list[Any]:
         return [np.asarray(item, dtype=np.float32).reshape(-1).tolist() for item in raw]
     encoder_json = split.preprocessing.encoder.to_json()
     return [features_module.raw_row(raw, i, encoder_json) for i in range(len(raw))]
+
+
+def _form_text_row(row: dict[str, Any], encoder_json: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return ``row`` as form fields send it: numbers as text, missing values blank, and the
+    first numeric and first categorical field blank as well."""
+    text = {}
+    for name, value in row.items():
+        if value is None:
+            text[name] = ""
+        elif isinstance(value, float):
+            text[name] = repr(value)
+        else:
+            text[name] = str(value)
+    for kind in ("numeric", "categorical"):
+        first = next((f["name"] for f in encoder_json if f["kind"] == kind), None)
+        if first is not None:
+            text[first] = ""
+    return text
 
 
 def encode_raw(split: Split, preprocessing: Preprocessing, inputs: list[Any]) -> np.ndarray:

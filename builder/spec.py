@@ -22,6 +22,7 @@ from .errors import SpecError
 TASK_TYPES = ("auto", "binary", "multiclass", "multilabel", "regression")
 PROTOCOLS = ("auto", "holdout", "kfold", "iterated-kfold")
 ARCHITECTURES = ("mlp", "cnn")
+TUNING_ALGORITHMS = ("random", "bayesian")
 COLUMN_TYPES = ("numeric", "categorical")
 INPUT_KINDS = ("auto", "tabular", "image")
 COLORS = ("grayscale", "rgb")
@@ -96,18 +97,21 @@ class ModelSpec:
 class ScaleUpSpec:
     """The capacity sweep that looks for the point where the model starts to overfit."""
 
-    enabled: bool = False
+    enabled: bool = True
     widths: tuple[int, ...] = (16, 64, 256)
     depths: tuple[int, ...] = (1, 2)
     epochs: int = field(default=120, metadata=_range(2, 10000))
+    patience: int = field(default=10, metadata=_range(1, 1000))
+    min_improvement: float = field(default=0.01, metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)
 class TuningSpec:
     """The KerasTuner search over regularization and capacity."""
 
-    enabled: bool = False
-    trials: int = field(default=8, metadata=_range(1, 1000))
+    enabled: bool = True
+    algorithm: str = field(default="random", metadata=_choices(*TUNING_ALGORITHMS))
+    trials: int = field(default=10, metadata=_range(1, 1000))
     units: tuple[int, ...] = (32, 64, 128, 256)
     depths: tuple[int, ...] = (1, 2, 3)
     dropout: tuple[float, ...] = (0.0, 0.5)
@@ -298,6 +302,18 @@ def _check_cross_keys(spec: Spec) -> None:
         bounds = getattr(spec.tuning, range_key)
         if len(bounds) != 2 or bounds[0] > bounds[1] or bounds[0] < 0:
             raise SpecError(f"{where}: key 'tuning.{range_key}' = {list(bounds)} must be [low, high] with 0 <= low <= high")
+
+    if spec.tuning.dropout[1] >= 1:
+        raise SpecError(f"{where}: key 'tuning.dropout' = {list(spec.tuning.dropout)} must stay below 1, "
+                        "the rate at which every unit is dropped")
+    if spec.tuning.learning_rate[0] <= 0:
+        raise SpecError(f"{where}: key 'tuning.learning_rate' = {list(spec.tuning.learning_rate)} must start above 0, "
+                        "because learning rates are sampled on a log scale")
+    for list_key in ("scale_up.widths", "scale_up.depths", "tuning.units", "tuning.depths"):
+        section, key = list_key.split(".")
+        values = getattr(getattr(spec, section), key)
+        if not values or any(v < 1 for v in values):
+            raise SpecError(f"{where}: key '{list_key}' = {list(values)} must list positive integers")
 
 
 def _build_section(cls: type, table: dict[str, Any], path: Path, section: str) -> Any:

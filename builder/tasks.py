@@ -93,6 +93,26 @@ def score(task: str, y: np.ndarray, outputs: np.ndarray, threshold: float = 0.5)
     raise ValueError(f"unknown task type {task!r}")
 
 
+def row_credit(task: str, y: np.ndarray, outputs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Return one value per row whose mean is the task's primary metric.
+
+    Accuracy gives 1 for a correct row and 0 otherwise (multi-label: the share of correct labels);
+    regression gives the row's absolute error averaged over targets. Paired per-row values let the
+    baseline check measure how much of a difference is noise.
+    """
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if task == "regression":
+        diff = outputs.reshape(len(y), -1) - np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        return np.abs(diff).mean(axis=1)
+    if task == "multiclass":
+        return (outputs.argmax(axis=1) == y).astype(np.float64)
+    if task == "binary":
+        return ((outputs.reshape(-1) >= threshold).astype(int) == y).astype(np.float64)
+    if task == "multilabel":
+        return ((outputs >= threshold).astype(int) == y).mean(axis=1)
+    raise ValueError(f"unknown task type {task!r}")
+
+
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
     positives = int(y.sum())
     negatives = len(y) - positives
@@ -118,6 +138,7 @@ def is_better(head: TaskHead, candidate: float, reference: float) -> bool:
 
 
 def confusion_matrix(y: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
+    """Count rows by true class (rows of the matrix) and predicted class (columns)."""
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (y, predicted), 1)
     return matrix.tolist()
