@@ -105,12 +105,13 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
 
             timer.start("bundle", "bundling the TF.js runtime and the app")
             backends = list(spec.app.backends)
-            bundle = bundle_app(staging, backends, kernels=None)
+            bundle = bundle_app(staging, backends, staging / "model")
+            reporter.detail(f"runtime: kernels {', '.join(bundle.kernels or [])}")
 
             timer.start("render", "rendering the site")
             metadata = site_module.build_metadata(spec, training.split, training.model, model_info, backends)
             _render_site(spec, staging, metadata)
-            precache = render.write_service_worker(staging, spec.name)
+            precache = render.write_service_worker(staging, spec.name, bundle.wasm_files)
 
         verification = None
         if verify:
@@ -152,3 +153,4 @@ def _render_site(spec: Spec, staging: Path, metadata: dict[str, Any]) -> None:
     render.render_index(staging, metadata, description)
     render.write_manifest(staging, metadata, spec.app.short_name or title[:12], description, spec.app.background_color)
     render.write_icons(staging, title, spec.app.theme_color)
+    render.write_theme(staging, spec.app.theme_color)

@@ -57,7 +57,7 @@ def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str,
         predicted = tasks.predicted_labels(dataset.task, training.test_outputs, spec.task.threshold)
         confusion = {"labels": dataset.class_names,
                      "matrix": tasks.confusion_matrix(split.y_test, predicted, split.classes)}
-    warnings = list(training.warnings)
+    warnings = list(training.warnings) + bundle.warnings()
     return {
         "schema": REPORT_SCHEMA,
         "name": spec.name,
@@ -82,7 +82,8 @@ def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str,
                     "baseline_test": training.baseline["test"]},
         "confusion_matrix": confusion,
         "runtime": {"backends": metadata["app"]["backends"], "packages_bytes": bundle.packages,
-                    "missing_kernels": bundle.missing_kernels},
+                    "missing_kernels": bundle.missing_kernels, "graph_ops": bundle.graph_ops,
+                    "converter_ops": bundle.converter_ops, "kernels": bundle.kernels, "sizes": bundle.sizes},
         "precache": {"version": precache["version"], "files": len(precache["files"]),
                      "bytes": sum(f["bytes"] for f in precache["files"])},
         "verification": verification.to_json() if verification is not None else None,
