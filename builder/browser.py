@@ -46,59 +46,43 @@ def find_chromium() -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def launch(headless: bool = True, extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
-    """Start Chromium and yield a Playwright ``Browser``; each caller makes its own contexts.
+def launch_options(extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Return the keyword arguments for Playwright's ``chromium.launch`` (executable and flags).
 
-    ``extra_args`` are added to Chromium's command line (for example a fake camera for tests).
+    Tests that need a second browser with other flags (a fake camera) or a profile folder
+    (``launch_persistent_context``) pass these to the ``browser_type`` of a running browser,
+    since Playwright's sync API allows one running instance per thread.
     """
-    with _chromium(extra_args) as (chromium, options):
-        browser = _started(lambda: chromium.launch(headless=headless, **options), options)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@contextlib.contextmanager
-def launch_persistent(user_data_dir: Path, headless: bool = True) -> Iterator[Any]:
-    """Start Chromium with a profile folder and yield its Playwright ``BrowserContext``.
-
-    Contexts from ``launch`` are incognito-like; Chromium reports apps in them as not
-    installable ("in-incognito"), so installability checks need a profile.
-    """
-    with _chromium(()) as (chromium, options):
-        context = _started(lambda: chromium.launch_persistent_context(str(user_data_dir), headless=headless, **options),
-                           options)
-        try:
-            yield context
-        finally:
-            context.close()
-
-
-@contextlib.contextmanager
-def _chromium(extra_args: tuple[str, ...]) -> Iterator[tuple[Any, dict[str, Any]]]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        raise SetupError("Playwright is not installed; run `make setup` or `pip install -r requirements.lock`") from exc
     args = [*CHROMIUM_ARGS, *extra_args]
     if os.geteuid() == 0:
         # Chromium refuses to start its sandbox as root.
         args.append("--no-sandbox")
-    with sync_playwright() as playwright:
-        yield playwright.chromium, {"executable_path": find_chromium(), "args": args}
+    return {"executable_path": find_chromium(), "args": args}
 
 
-def _started(start: Any, options: dict[str, Any]) -> Any:
-    from playwright.sync_api import Error as PlaywrightError
+@contextlib.contextmanager
+def launch(headless: bool = True, extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
+    """Start Chromium and yield a Playwright ``Browser``; each caller makes its own contexts.
 
-    executable = options["executable_path"]
+    ``extra_args`` are added to Chromium's command line.
+    """
     try:
-        return start()
-    except PlaywrightError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = (f"the browser at {executable} failed to start" if executable else
-                "no Chromium found on PATH and no Playwright-managed browser is installed")
-        raise SetupError(f"{hint} ({first}); install Debian's chromium (`apt-get install chromium`) "
-                         "or set WEBML_CHROMIUM to a Chromium executable") from exc
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise SetupError("Playwright is not installed; run `make setup` or `pip install -r requirements.lock`") from exc
+    options = launch_options(extra_args)
+    executable = options["executable_path"]
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(headless=headless, **options)
+        except PlaywrightError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            hint = (f"the browser at {executable} failed to start" if executable else
+                    "no Chromium found on PATH and no Playwright-managed browser is installed")
+            raise SetupError(f"{hint} ({first}); install Debian's chromium (`apt-get install chromium`) "
+                             "or set WEBML_CHROMIUM to a Chromium executable") from exc
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -36,7 +36,7 @@ class BundleResult:
     backend registers (empty and None when every op and kernel was bundled).
     ``missing_kernels`` maps a backend to kernels TF.js does not implement on it; that backend
     is left out of the app. ``wasm_files`` maps each WASM binary variant to its file. ``sizes``
-    holds raw and gzip bytes of what ships, and of the full tf.min.js bundle for comparison.
+    contains raw and gzip bytes of what ships, and of the full tf.min.js bundle for comparison.
     """
 
     files: list[str]
@@ -81,8 +81,8 @@ def bundle_app(outdir: Path, backends: list[str], model_dir: Path | None, *, sel
                minify: bool = True) -> BundleResult:
     """Bundle the app into ``outdir``: app.js with one chunk per backend, boot.js, app.css, WASM binaries.
 
-    With ``select_kernels`` the converted model in ``model_dir`` is profiled in Node.js and only
-    the ops and kernels it runs are bundled; otherwise every op and kernel is. Raises
+    With ``select_kernels`` the converted model in ``model_dir`` is profiled in Node.js, and only
+    the ops and kernels it runs are bundled. Without it every op and kernel is. Raises
     ``ConversionError`` when the model uses an op the TF.js runtime lacks, ``SetupError`` when
     the bundler cannot run.
     """

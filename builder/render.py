@@ -163,9 +163,9 @@ def file_sha256(path: Path) -> str:
 def precache_entries(out: Path, variants: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """List every file the app fetches, from the files actually written, with its revision.
 
-    ``variants`` maps a variant name to the file only that variant needs (the WASM binaries:
-    "simd" to runtime/tfjs-backend-wasm-simd.wasm, ...); the service worker precaches such a
-    file only on devices that use that variant.
+    ``variants`` maps a variant name to the file only that variant needs, such as "simd" to
+    runtime/tfjs-backend-wasm-simd.wasm. The service worker precaches such a file only on
+    devices that use that variant.
     """
     by_file = {file: variant for variant, file in (variants or {}).items()}
     entries = []

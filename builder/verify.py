@@ -290,7 +290,7 @@ def _check_backend(context: Any, server: AppServer, site: Site, report: VerifyRe
             return
         failure = state["forcedFailure"]
         if failure:
-            # The page fell back to another backend and said so; the forced one did not run.
+            # The page fell back to another backend and showed a notice, so the forced one did not run.
             if failure["code"] in UNAVAILABLE_CODES and not required:
                 report.add(check_name, "skipped", f"backend not available: {failure['reason']}", code=failure["code"])
             else:

@@ -6,7 +6,7 @@
 #
 # Apps ship a Traditional Chinese (zh-TW) interface; without a CJK font, screenshots of it show
 # empty boxes. As root with apt-get, Debian's fonts-wqy-zenhei (about 7 MB) is installed when
-# fontconfig knows no font for zh-TW. A failed font install only prints a warning.
+# fontconfig lists no font for zh-TW. A failed font install only prints a warning.
 set -euo pipefail
 
 ensure_cjk_font() {

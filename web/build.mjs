@@ -1,6 +1,6 @@
 // Bundles the app for one build with esbuild. The builder (builder/bundle.py) calls
 //   node web/build.mjs CONFIG.json
-// where CONFIG holds {outdir, modelDir, backends, selectKernels, minify, workDir} and, for
+// where CONFIG contains {outdir, modelDir, backends, selectKernels, minify, workDir} and, for
 // studying the bundle, optionally metafile (a path to write esbuild's metafile of app.js to).
 //
 // With selectKernels (the default) the runtime is cut to what the converted model in modelDir
@@ -107,7 +107,7 @@ async function selectForModel(modelDir) {
   return {graphOps, converterOps: ops, kernels, opsSource};
 }
 
-// tfjs-core's index.js registers every optimizer class for training; a page that only runs a
+// tfjs-core's index.js registers every optimizer class for training. A page that only runs a
 // graph model needs base_side_effects (engine, flags, platforms) and the exports of base.js.
 function coreIndexPlugin() {
   return {
@@ -179,7 +179,8 @@ function backendModule(backend, kernels) {
     // The same rule as tfjs-backend-wasm's getPathToWasmBinary: threads need SIMD as well.
     lines.push(`export async function variant() {
   const [simd, threads] = await Promise.all([env().getAsync('WASM_HAS_SIMD_SUPPORT'), env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT')]);
-  return simd && threads ? 'threaded-simd' : simd ? 'simd' : 'plain';
+  if (simd && threads) return 'threaded-simd';
+  return simd ? 'simd' : 'plain';
 }`);
   }
   lines.push(supportCheck(backend));

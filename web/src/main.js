@@ -9,7 +9,7 @@ import {setupBatch} from './ui/batch.js';
 import {setupForm} from './ui/form.js';
 import {setupImageInput} from './ui/imageinput.js';
 import {renderPrediction} from './ui/results.js';
-import {setupLanguageSelect, showError, showRuntime, setText} from './ui/status.js';
+import {setMessage, setupLanguageSelect, showError, showRuntime} from './ui/status.js';
 
 const state = {
   state: 'loading',
@@ -22,12 +22,15 @@ const state = {
   forcedFailure: null,
   warmupMs: {},
   lastLatencyMs: null,
+  // Predictions shown on the page so far; tests wait for it to grow.
+  predictionCount: 0,
   metadata: null,
   modelVerified: null,
   serviceWorker: null,
   storage: null,
 };
 window.webml = state;
+let lastOutput = null;
 
 async function main() {
   if (location.protocol === 'file:') return;
@@ -55,7 +58,10 @@ async function main() {
   }).then((registration) => {
     state.serviceWorker = registration ? 'registered' : 'unavailable';
   });
-  window.addEventListener('offline', () => setText('app-status', t('app.offline')));
+  window.addEventListener('offline', () => setMessage('app-status', 'app.offline'));
+  window.addEventListener('online', () => {
+    if (state.state === 'ready') setMessage('app-status', 'app.ready');
+  });
   document.getElementById('remeasure-button').addEventListener('click', () => {
     forgetBackend();
     const url = new URL(location.href);
@@ -94,15 +100,20 @@ async function main() {
   const onInput = async (raw) => {
     try {
       const outputs = await state.predict([raw]);
+      lastOutput = outputs[0];
+      state.predictionCount += 1;
       renderPrediction(output, metadata.output, outputs[0]);
-      setText('latency-status', t('status.latency', {ms: state.lastLatencyMs.toFixed(1)}));
+      showRuntime(state);
       document.dispatchEvent(new CustomEvent('webml:prediction', {detail: {input: raw, output: outputs[0]}}));
     } catch (error) {
       fail(error);
     }
   };
   const onError = (message) => {
-    if (message) setText('app-status', message);
+    if (!message) return;
+    const status = document.getElementById('app-status');
+    delete status.dataset.i18n;
+    status.textContent = message;
   };
   const inputs = metadata.input.kind === 'image'
     ? setupImageInput(document, metadata.input.image, {onInput, onError})
@@ -111,7 +122,7 @@ async function main() {
   // Shows one raw input in the form or preview and predicts it, as if a person had entered it.
   state.show = (raw) => inputs.show(raw);
   state.state = 'ready';
-  setText('app-status', t('app.ready'));
+  setMessage('app-status', 'app.ready');
   document.body.dataset.state = 'ready';
 }
 
@@ -129,7 +140,7 @@ async function loadVerifiedModel(metadata) {
 function refresh() {
   applyMessages(document);
   if (state.backend) showRuntime(state);
-  if (state.state === 'ready') setText('app-status', t('app.ready'));
+  if (lastOutput) renderPrediction(document.getElementById('prediction'), state.metadata.output, lastOutput);
 }
 
 async function fetchJson(url) {

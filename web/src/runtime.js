@@ -42,12 +42,15 @@ export async function startBackend(name, {wasmBase, timeoutMs = START_TIMEOUT_MS
   }
   const module = await loader();
   if (!module.available) throw new BackendError(module.code, name, module.reason, module.params);
-  const support = await module.supported();
-  if (!support.ok) throw new BackendError(support.code, name, support.reason);
-  if (module.configure) module.configure({wasmBase});
   let started;
   try {
-    started = await withTimeout(setBackend(name), timeoutMs, name);
+    // A GPU adapter request or a WASM download can hang; the timeout covers both.
+    started = await withTimeout((async () => {
+      const support = await module.supported();
+      if (!support.ok) throw new BackendError(support.code, name, support.reason);
+      if (module.configure) module.configure({wasmBase});
+      return setBackend(name);
+    })(), timeoutMs, name);
   } catch (error) {
     if (error instanceof BackendError) throw error;
     throw new BackendError('backend-failed', name, error.message || String(error), {error: error.message || String(error)});
@@ -71,7 +74,7 @@ export function tensorCount() {
 /**
  * Turn TF.js's "Kernel 'X' not registered for backend 'Y'" into a coded BackendError.
  * A build registers only the kernels its model ran in a profile, so this error means the
- * selection missed one; it must fail loudly instead of looking like a wrong prediction.
+ * selection missed one. It must fail loudly instead of looking like a wrong prediction.
  */
 export function codedRuntimeError(error) {
   const match = KERNEL_NOT_REGISTERED.exec(error && error.message ? error.message : '');

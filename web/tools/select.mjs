@@ -20,7 +20,7 @@ import * as esbuild from 'esbuild';
 const OPS_FOR_CONVERTER = /^@tensorflow\/tfjs-core\/dist\/ops\/ops_for_converter(\.js)?$/;
 const PROFILE_BATCH_SIZES = [1, 3];
 
-/** Coded build error: the code names the failure for builder/bundle.py, the message says what to do. */
+/** A coded build error: the code names the failure for builder/bundle.py, the message states what to do. */
 export class SelectionError extends Error {
   constructor(code, message) {
     super(message);
@@ -92,7 +92,7 @@ export function opsModuleSource(modules, ops) {
   return lines.join('\n') + '\n';
 }
 
-/** An esbuild plugin that replaces ops_for_converter with ``source`` (null keeps every op). */
+/** Return an esbuild plugin that replaces ops_for_converter with ``source`` (null keeps every op). */
 export function opsPlugin(source, resolveDir) {
   return {
     name: 'webml-ops-for-converter',
@@ -105,9 +105,9 @@ export function opsPlugin(source, resolveDir) {
 }
 
 /**
- * An esbuild plugin that keeps only the model's graph ops in the converter's op tables
+ * Return an esbuild plugin that keeps only the model's graph ops in the converter's op tables
  * (dist/operations/op_list/*.js, the attribute mapping of every TensorFlow op the converter
- * knows, about 50 KB minified). ``graphOps`` null keeps every entry. A graph op missing from the
+ * supports, about 50 KB minified). ``graphOps`` null keeps every entry. A graph op missing from the
  * table makes GraphModel loading fail with "unsupported op", which the Node.js profile hits at
  * build time.
  */
@@ -223,7 +223,10 @@ export {tf, loadGraphModel};
     });
     const info = await tf.profile(async () => {
       const output = model.predict(inputs.length === 1 ? inputs[0] : inputs);
-      const tensors = Array.isArray(output) ? output : output instanceof tf.Tensor ? [output] : Object.values(output);
+      let tensors;
+      if (Array.isArray(output)) tensors = output;
+      else if (output instanceof tf.Tensor) tensors = [output];
+      else tensors = Object.values(output);
       for (const tensor of tensors) await tensor.data();
       tf.dispose(tensors);
     });

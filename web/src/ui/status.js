@@ -7,6 +7,14 @@ export function setText(id, text) {
   if (element) element.textContent = text;
 }
 
+/** Show message ``key`` in element ``id`` and keep the key, so a language switch re-renders it. */
+export function setMessage(id, key, params = {}) {
+  const element = document.getElementById(id);
+  element.dataset.i18n = key;
+  element.dataset.i18nParams = JSON.stringify(params);
+  element.textContent = t(key, params);
+}
+
 /** Translate a coded backend failure ({backend, code, reason, params}) into the page's language. */
 export function backendReason(failure) {
   const key = `backend.${failure.code}`;
@@ -70,7 +78,9 @@ export function showError(error) {
   notice.dataset.code = code;
   notice.textContent = t('app.failed', {error: detail});
   notice.hidden = false;
-  setText('app-status', t('app.failed', {error: detail}));
+  const status = document.getElementById('app-status');
+  delete status.dataset.i18n;
+  status.textContent = notice.textContent;
   console.error(`[webml:${code}]`, error.message || String(error));
 }
 
