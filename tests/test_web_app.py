@@ -14,7 +14,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import re
 import shutil
 from pathlib import Path

@@ -67,7 +67,8 @@ async function main() {
     plugins: [coreIndexPlugin(), opsPlugin(selection.opsSource, here), opListPlugin(selection.graphOps), backendPlugin(backendSources)],
   });
   if (config.metafile) await writeFile(config.metafile, JSON.stringify(app.metafile));
-  const boot = await esbuild.build({...common, entryPoints: {boot: join(here, 'src', 'boot.js')}, format: 'iife', outdir});
+  const boot = await esbuild.build({...common, entryPoints: {boot: join(here, 'src', 'boot.js')}, format: 'iife', outdir,
+    plugins: [bootMessagesPlugin()]});
   const css = await esbuild.build({...common, entryPoints: {app: join(here, 'src', 'app.css')}, outdir});
 
   const copied = [];
@@ -119,6 +120,24 @@ function coreIndexPlugin() {
         resolveDir: here,
         loader: 'js',
       }));
+    },
+  };
+}
+
+// boot.js runs on every page load but only shows the file:// notice, so it carries only the
+// messages that notice uses.
+function bootMessagesPlugin() {
+  return {
+    name: 'webml-boot-messages',
+    setup(build) {
+      build.onLoad({filter: /src[\\/]messages\.json$/}, async (args) => {
+        const tables = JSON.parse(await readFile(args.path, 'utf8'));
+        const kept = {};
+        for (const [language, table] of Object.entries(tables)) {
+          kept[language] = Object.fromEntries(Object.entries(table).filter(([key]) => key.startsWith('file.')));
+        }
+        return {contents: JSON.stringify(kept), loader: 'json'};
+      });
     },
   };
 }

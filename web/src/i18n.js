@@ -13,10 +13,16 @@ export function pickLanguage(configured, browserLanguages = navigator.languages 
   if (configured && configured !== 'auto' && LANGUAGES.includes(configured)) return configured;
   for (const tag of browserLanguages) {
     const lower = tag.toLowerCase();
-    // Traditional Chinese covers Taiwan, Hong Kong, Macau and explicit Hant tags; other Chinese
-    // variants (Simplified) have no table here and fall through to the next preference.
-    if (lower.startsWith('zh') && (/hant|tw|hk|mo/.test(lower))) return 'zh-TW';
-    if (lower.startsWith('en')) return 'en';
+    const primary = lower.split('-')[0];
+    if (primary === 'zh') {
+      // Traditional Chinese covers Taiwan, Hong Kong, Macau and explicit Hant tags. Simplified
+      // Chinese has no table here and falls through to the next preference.
+      if (/hant|tw|hk|mo/.test(lower) && LANGUAGES.includes('zh-TW')) return 'zh-TW';
+      continue;
+    }
+    const match = LANGUAGES.find((language) => language.toLowerCase() === lower)
+      || LANGUAGES.find((language) => language.split('-')[0].toLowerCase() === primary);
+    if (match) return match;
   }
   return 'en';
 }
@@ -47,7 +53,7 @@ export function t(key, params = {}) {
 
 /**
  * Fill text, aria-label, title and placeholder attributes from data-i18n* keys below ``root``.
- * ``data-i18n-params`` holds the JSON parameters of the ``data-i18n`` text.
+ * ``data-i18n-params`` contains the JSON parameters of the ``data-i18n`` text.
  */
 export function applyMessages(root) {
   for (const element of root.querySelectorAll('[data-i18n]')) {

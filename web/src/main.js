@@ -1,7 +1,7 @@
 // The app's entry point: read metadata.json, start the best backend, load the model, wire the
 // inputs for this data kind, and expose ``window.webml`` for the build's browser checks.
 import {chooseBackend, forgetBackend} from './backend-choice.js';
-import {applyMessages, pickLanguage, setLanguage, t} from './i18n.js';
+import {applyMessages, pickLanguage, setLanguage} from './i18n.js';
 import {loadModel, predict} from './model.js';
 import {codedRuntimeError, tensorCount} from './runtime.js';
 import {registerServiceWorker} from './sw-client.js';
