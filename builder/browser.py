@@ -46,22 +46,36 @@ def find_chromium() -> str | None:
     return None
 
 
+def launch_options(extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Return the keyword arguments for Playwright's ``chromium.launch`` (executable and flags).
+
+    Tests that need a second browser with other flags (a fake camera) or a profile folder
+    (``launch_persistent_context``) pass these to the ``browser_type`` of a running browser,
+    since Playwright's sync API allows one running instance per thread.
+    """
+    args = [*CHROMIUM_ARGS, *extra_args]
+    if os.geteuid() == 0:
+        # Chromium refuses to start its sandbox as root.
+        args.append("--no-sandbox")
+    return {"executable_path": find_chromium(), "args": args}
+
+
 @contextlib.contextmanager
-def launch(headless: bool = True) -> Iterator[Any]:
-    """Start Chromium and yield a Playwright ``Browser``; each caller makes its own contexts."""
+def launch(headless: bool = True, extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
+    """Start Chromium and yield a Playwright ``Browser``; each caller makes its own contexts.
+
+    ``extra_args`` are added to Chromium's command line.
+    """
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         raise SetupError("Playwright is not installed; run `make setup` or `pip install -r requirements.lock`") from exc
-    executable = find_chromium()
-    args = list(CHROMIUM_ARGS)
-    if os.geteuid() == 0:
-        # Chromium refuses to start its sandbox as root.
-        args.append("--no-sandbox")
+    options = launch_options(extra_args)
+    executable = options["executable_path"]
     with sync_playwright() as playwright:
         try:
-            browser = playwright.chromium.launch(executable_path=executable, headless=headless, args=args)
+            browser = playwright.chromium.launch(headless=headless, **options)
         except PlaywrightError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             hint = (f"the browser at {executable} failed to start" if executable else
@@ -72,4 +86,3 @@ def launch(headless: bool = True) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
-

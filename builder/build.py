@@ -109,8 +109,12 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
             candidates = convert_candidates(spec, training, work, reporter)
 
             timer.start("bundle", "bundling the TF.js runtime and the app")
-            backends = list(spec.app.backends)
-            bundle = bundle_app(staging, backends, kernels=None)
+            # Quantization and pruning change weights, not ops, so every variant needs the kernels
+            # of the float32 conversion.
+            float32 = next(v for v in candidates if v.name == "float32")
+            bundle = bundle_app(staging, list(spec.app.backends), float32.directory)
+            backends = [b for b in spec.app.backends if b not in bundle.missing_kernels]
+            reporter.detail(f"runtime: kernels {', '.join(bundle.kernels or [])}")
 
             timer.start("optimize", f"measuring {len(candidates)} model variant(s) in Chromium")
             optimization = measure_and_select(spec, training, candidates, staging, backends, reporter)
@@ -123,7 +127,7 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
             model_info = _model_info(staging / "model", chosen)
             metadata = site_module.build_metadata(spec, training.split, reference, model_info, backends)
             _render_site(spec, staging, metadata)
-            precache = render.write_service_worker(staging, spec.name)
+            precache = render.write_service_worker(staging, spec.name, bundle.wasm_files)
 
         verification = None
         if verify:
@@ -275,3 +279,4 @@ def _render_site(spec: Spec, staging: Path, metadata: dict[str, Any]) -> None:
     render.render_index(staging, metadata, description)
     render.write_manifest(staging, metadata, spec.app.short_name or title[:12], description, spec.app.background_color)
     render.write_icons(staging, title, spec.app.theme_color)
+    render.write_theme(staging, spec.app.theme_color)

@@ -69,7 +69,7 @@ def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str,
         predicted = tasks.predicted_labels(dataset.task, training.test_outputs, spec.task.threshold)
         confusion = {"labels": dataset.class_names,
                      "matrix": tasks.confusion_matrix(split.y_test, predicted, split.classes)}
-    warnings = list(training.warnings)
+    warnings = list(training.warnings) + bundle.warnings()
     dataset_record = dataset_summary(dataset)
     if split.preprocessing.encoder is not None:
         dataset_record["encoded_features"] = split.preprocessing.encoder.width
@@ -107,7 +107,8 @@ def build_report(spec: Any, dataset: Dataset, training: Any, metadata: dict[str,
         "confusion_matrix": confusion,
         "optimization": optimization,
         "runtime": {"backends": metadata["app"]["backends"], "packages_bytes": bundle.packages,
-                    "missing_kernels": bundle.missing_kernels},
+                    "missing_kernels": bundle.missing_kernels, "graph_ops": bundle.graph_ops,
+                    "converter_ops": bundle.converter_ops, "kernels": bundle.kernels, "sizes": bundle.sizes},
         "precache": {"version": precache["version"], "files": len(precache["files"]),
                      "bytes": sum(f["bytes"] for f in precache["files"])},
         "verification": verification.to_json() if verification is not None else None,

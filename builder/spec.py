@@ -143,7 +143,7 @@ class AppSpec:
     language: str = field(default="auto", metadata=_choices(*LANGUAGES))
     theme_color: str = "#1f5fbf"
     background_color: str = "#ffffff"
-    backends: tuple[str, ...] = field(default=("wasm", "webgl", "cpu"), metadata=_choices(*BACKENDS))
+    backends: tuple[str, ...] = field(default=("wasm", "webgpu", "webgl", "cpu"), metadata=_choices(*BACKENDS))
     examples: int = field(default=5, metadata=_range(0, 50))
     ab_variants: tuple[str, ...] = ()
     ab_split: float = field(default=0.5, metadata=_range(0.0, 1.0))

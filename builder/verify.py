@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_MS = 90_000
 # Backends a build must run on; the others (GPU backends) may be missing from a headless browser.
 REQUIRED_BACKENDS = ("wasm", "cpu")
-# Error codes from web/src/runtime.js that mean "this browser cannot run this backend".
-UNAVAILABLE_CODES = ("backend-unsupported", "backend-not-built")
+# Error codes from web/src/runtime.js and web/build.mjs that mean "this browser cannot run this
+# backend" or "TF.js does not implement the model on it", as opposed to a defect of the build
+# (such as "kernel-missing", a kernel the build failed to register).
+UNAVAILABLE_CODES = ("webgl-missing", "webgpu-missing", "webgpu-no-adapter", "wasm-missing", "backend-not-built",
+                     "kernel-unsupported")
 _PRECACHE = re.compile(r"const PRECACHE = (\{.*?\});\n", re.DOTALL)
 
 
@@ -119,8 +122,9 @@ def wait_ready(page: Any, timeout_ms: int = READY_TIMEOUT_MS) -> dict[str, Any]:
     page.wait_for_function("() => window.webml && window.webml.state !== 'loading'", timeout=timeout_ms)
     return page.evaluate("""() => {
         const w = window.webml;
-        return {state: w.state, error: w.error, errorCode: w.errorCode, backend: w.backend,
-                skipped: w.skipped, forced: w.forced, warmupMs: w.warmupMs};
+        return {state: w.state, error: w.error, errorCode: w.errorCode, backend: w.backend, how: w.how,
+                skipped: w.skipped, forced: w.forced, forcedFailure: w.forcedFailure, warmupMs: w.warmupMs,
+                modelVerified: w.modelVerified};
     }""")
 
 
@@ -175,8 +179,15 @@ def _run_checks(site: Site, server: AppServer, context: Any, report: VerifyRepor
     page.goto(server.url)
     state = wait_ready(page)
     problems = watch.console_errors + watch.page_errors
+    # A kernel the build failed to register is a defect of the build, even on a backend the
+    # warm-up could skip.
+    defects = [s for s in state["skipped"] if s["code"] == "kernel-missing"]
     if state["state"] != "ready":
         report.add("page loads", "failed", f"the app failed to start: {state['error']} [{state['errorCode']}]")
+    elif defects:
+        first = defects[0]
+        report.add("page loads", "failed", f"ready on {state['backend']['name']}, but backend {first['backend']} failed: "
+                   f"{first['reason']} [{first['code']}]", skipped=state["skipped"])
     elif problems:
         report.add("page loads", "failed", f"{len(problems)} console error(s), first: {problems[0]}", errors=problems)
     else:
@@ -241,17 +252,29 @@ def _check_service_worker(page: Any, site: Site, report: VerifyReport) -> None:
                    f"cache {expected_cache} not found (caches: {', '.join(cached['names']) or 'none'})")
         return
     base = page.evaluate("() => new URL('./', document.baseURI).href")
-    wanted = {base + entry["url"] for entry in site.precache["files"]}
+    variant = service_worker_info(page)["wasmVariant"]
+    # Files of a WASM variant this browser does not use are not precached (web/src/sw.js).
+    wanted = {base + entry["url"] for entry in site.precache["files"] if entry.get("variant") in (None, variant)}
     missing = sorted(wanted - set(cached["urls"]))
     if missing:
         report.add("service worker controls the page", "failed",
                    f"{len(missing)} of {len(wanted)} precached URLs missing from Cache Storage, first: {missing[0]}",
                    missing=missing)
     else:
-        total = sum(entry["bytes"] for entry in site.precache["files"])
+        total = sum(entry["bytes"] for entry in site.precache["files"] if base + entry["url"] in wanted)
         report.add("service worker controls the page", "passed",
-                   f"all {len(wanted)} precached URLs ({total / 1024:.0f} KiB) in cache {expected_cache}",
-                   files=len(wanted), bytes=total)
+                   f"all {len(wanted)} precached URLs ({total / 1024:.0f} KiB, WASM variant {variant}) in cache "
+                   f"{expected_cache}", files=len(wanted), bytes=total, wasm_variant=variant)
+
+
+def service_worker_info(page: Any) -> dict[str, Any]:
+    """Ask the controlling service worker for {version, cache, wasmVariant}."""
+    return page.evaluate("""() => new Promise((resolve, reject) => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = (event) => resolve(event.data);
+        setTimeout(() => reject(new Error('the service worker did not answer within 10 s')), 10000);
+        navigator.serviceWorker.controller.postMessage({type: 'version'}, [channel.port2]);
+    })""")
 
 
 def _check_backend(context: Any, server: AppServer, site: Site, report: VerifyReport, name: str, required: bool,
@@ -263,23 +286,32 @@ def _check_backend(context: Any, server: AppServer, site: Site, report: VerifyRe
         state = wait_ready(page)
         check_name = f"parity on {name}"
         if state["state"] != "ready":
-            if state["errorCode"] in UNAVAILABLE_CODES and not required:
-                reason = next((s["reason"] for s in state["skipped"] if s["backend"] == name), state["error"])
-                report.add(check_name, "skipped", f"backend not available: {reason}", code=state["errorCode"])
+            report.add(check_name, "failed", f"the app failed to start: {state['error']} [{state['errorCode']}]")
+            return
+        failure = state["forcedFailure"]
+        if failure:
+            # The page fell back to another backend and showed a notice, so the forced one did not run.
+            if failure["code"] in UNAVAILABLE_CODES and not required:
+                report.add(check_name, "skipped", f"backend not available: {failure['reason']}", code=failure["code"])
             else:
-                report.add(check_name, "failed", f"backend did not start: {state['error']} [{state['errorCode']}]")
+                report.add(check_name, "failed", f"backend did not start: {failure['reason']} [{failure['code']}]",
+                           code=failure["code"])
+            return
+        if state["backend"]["name"] != name or state["how"] != "forced":
+            report.add(check_name, "failed", f"?backend={name} ran on {state['backend']['name']} ({state['how']})")
             return
         outputs = predict_golden(page, site)
         diff = golden_difference(site, outputs)
         backend = state["backend"]
         data = {"max_abs_diff": diff, "inputs": len(outputs), "threads": backend.get("threads"),
-                "simd": backend.get("simd")}
+                "simd": backend.get("simd"), "variant": backend.get("variant")}
         errors = watch.console_errors + watch.page_errors
         if errors:
             report.add(check_name, "failed", f"console error: {errors[0]}", errors=errors, **data)
         elif diff <= tolerance:
+            variant = f", {backend['variant']}" if backend.get("variant") else ""
             report.add(check_name, "passed", f"{len(outputs)} golden inputs, max |diff| {diff:.2e} ≤ {tolerance:g}"
-                       f" ({backend.get('threads')} thread(s))", **data)
+                       f" ({backend.get('threads')} thread(s){variant})", **data)
         else:
             report.add(check_name, "failed", f"max |diff| {diff:.3g} > tolerance {tolerance:g} over {len(outputs)} "
                        "golden inputs", **data)

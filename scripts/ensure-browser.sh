@@ -3,7 +3,25 @@
 # chrome on PATH, a Playwright-managed Chromium; otherwise install Debian's chromium when running
 # as root with apt-get. Playwright's own download (`playwright install`) is not used because it
 # needs hosts that closed networks cannot reach.
+#
+# Apps ship a Traditional Chinese (zh-TW) interface; without a CJK font, screenshots of it show
+# empty boxes. As root with apt-get, Debian's fonts-wqy-zenhei (about 7 MB) is installed when
+# fontconfig lists no font for zh-TW. A failed font install only prints a warning.
 set -euo pipefail
+
+ensure_cjk_font() {
+  if ! command -v fc-list >/dev/null || [ -n "$(fc-list :lang=zh-tw family 2>/dev/null | head -n 1)" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "no font for Traditional Chinese found: installing Debian's fonts-wqy-zenhei" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y fonts-wqy-zenhei >/dev/null 2>&1 || {
+      apt-get update >/dev/null 2>&1 && apt-get install -y fonts-wqy-zenhei >/dev/null 2>&1
+    } || echo "warning: could not install fonts-wqy-zenhei; zh-TW screenshots will show empty boxes" >&2
+  fi
+}
+ensure_cjk_font
 
 works() {
   "$1" --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1 || "$1" --version >/dev/null 2>&1

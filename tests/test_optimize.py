@@ -131,7 +131,7 @@ def test_fragile_model_does_not_get_blind_uint8(fragile_digits):
         from builder.bundle import bundle_app
 
         (work / "site").mkdir()
-        bundle_app(work / "site", ["wasm", "cpu"], kernels=None)
+        bundle_app(work / "site", ["wasm", "cpu"], None, select_kernels=False)
         result = build.measure_and_select(spec, training, candidates, work / "site", ["wasm", "cpu"])
         record = result["record"]
         variants = {v["name"]: v for v in record["variants"]}

@@ -5,10 +5,19 @@ import {pickLanguage, setLanguage, t} from './i18n.js';
 if (location.protocol === 'file:') {
   document.addEventListener('DOMContentLoaded', () => {
     setLanguage(pickLanguage(document.documentElement.dataset.language));
+    const folder = decodeURIComponent(location.pathname.replace(/\/[^/]*$/, '')) || '.';
     const notice = document.getElementById('file-notice');
-    notice.textContent = t('app.fileProtocol');
+    const heading = document.createElement('strong');
+    heading.textContent = t('file.heading');
+    const explanation = document.createElement('p');
+    explanation.textContent = t('file.explanation');
+    const command = document.createElement('code');
+    command.id = 'file-command';
+    command.textContent = `webml serve ${/[\s"'\\]/.test(folder) ? JSON.stringify(folder) : folder}`;
+    const alternative = document.createElement('p');
+    alternative.textContent = t('file.alternative');
+    notice.replaceChildren(heading, explanation, command, alternative);
     notice.hidden = false;
-    const status = document.getElementById('app-status');
-    if (status) status.hidden = true;
+    document.body.dataset.state = 'file-protocol';
   });
 }

@@ -13,15 +13,27 @@ export function pickLanguage(configured, browserLanguages = navigator.languages 
   if (configured && configured !== 'auto' && LANGUAGES.includes(configured)) return configured;
   for (const tag of browserLanguages) {
     const lower = tag.toLowerCase();
-    // Traditional Chinese covers Taiwan, Hong Kong, Macau and explicit Hant tags.
-    if (lower.startsWith('zh') && (/hant|tw|hk|mo/.test(lower))) return 'zh-TW';
-    if (lower.startsWith('en')) return 'en';
+    const primary = lower.split('-')[0];
+    if (primary === 'zh') {
+      // Traditional Chinese covers Taiwan, Hong Kong, Macau and explicit Hant tags. Simplified
+      // Chinese has no table here and falls through to the next preference.
+      if (/hant|tw|hk|mo/.test(lower) && LANGUAGES.includes('zh-TW')) return 'zh-TW';
+      continue;
+    }
+    const match = LANGUAGES.find((language) => language.toLowerCase() === lower)
+      || LANGUAGES.find((language) => language.split('-')[0].toLowerCase() === primary);
+    if (match) return match;
   }
   return 'en';
 }
 
 export function currentLanguage() {
   return current;
+}
+
+/** Return a language's own name ("English", "繁體中文") for the language menu. */
+export function languageName(language) {
+  return (messages[language] || {})['language.name'] || language;
 }
 
 /** Switch the UI language and re-render every element that carries a message key. */
@@ -32,20 +44,27 @@ export function setLanguage(language, {remember = false} = {}) {
   applyMessages(document);
 }
 
-/** Look up a message and fill its {placeholders}. */
+/** Look up a message and fill its {placeholders}; a missing key falls back to English. */
 export function t(key, params = {}) {
   const table = messages[current] || messages.en;
   const template = table[key] ?? messages.en[key] ?? key;
   return template.replace(/\{(\w+)\}/g, (match, name) => (name in params ? String(params[name]) : match));
 }
 
-/** Fill text, aria-label and placeholder attributes from data-i18n* keys below ``root``. */
+/**
+ * Fill text, aria-label, title and placeholder attributes from data-i18n* keys below ``root``.
+ * ``data-i18n-params`` contains the JSON parameters of the ``data-i18n`` text.
+ */
 export function applyMessages(root) {
   for (const element of root.querySelectorAll('[data-i18n]')) {
-    element.textContent = t(element.dataset.i18n);
+    const params = element.dataset.i18nParams ? JSON.parse(element.dataset.i18nParams) : {};
+    element.textContent = t(element.dataset.i18n, params);
   }
   for (const element of root.querySelectorAll('[data-i18n-label]')) {
     element.setAttribute('aria-label', t(element.dataset.i18nLabel));
+  }
+  for (const element of root.querySelectorAll('[data-i18n-title]')) {
+    element.setAttribute('title', t(element.dataset.i18nTitle));
   }
   for (const element of root.querySelectorAll('[data-i18n-placeholder]')) {
     element.setAttribute('placeholder', t(element.dataset.i18nPlaceholder));

@@ -1,21 +1,30 @@
 // Service worker registration and the "new version available" flow. A new build installs in
-// the background into its own cache; the page offers to switch, and only reloads after the
+// the background into its own cache; the page offers to switch and reloads only after the
 // person agrees, so one page never mixes files of two versions.
-import {t} from './i18n.js';
 
+// How often an open page asks the server for a new sw.js (browsers also check on navigation).
+const UPDATE_CHECK_MS = 60 * 60 * 1000;
+
+/**
+ * Register sw.js and wire the update banner. ``onStatus({code, key})`` reports the storage
+ * persistence outcome with its message key. Returns the registration, or null where service
+ * workers are unavailable or registration failed.
+ */
 export async function registerServiceWorker({banner, applyButton, dismissButton, onStatus}) {
   if (!('serviceWorker' in navigator)) return null;
   let registration;
   try {
     registration = await navigator.serviceWorker.register('sw.js', {scope: './'});
   } catch (error) {
-    onStatus({code: 'sw-register-failed', message: error.message});
+    console.error('[webml:sw-register-failed]', error.message);
+    onStatus({code: 'sw-register-failed', key: 'app.swFailed'});
     return null;
   }
   const hadController = Boolean(navigator.serviceWorker.controller);
 
   const offer = (worker) => {
     banner.hidden = false;
+    applyButton.disabled = false;
     applyButton.onclick = () => {
       applyButton.disabled = true;
       worker.postMessage({type: 'skip-waiting'});
@@ -36,10 +45,19 @@ export async function registerServiceWorker({banner, applyButton, dismissButton,
 
   let reloading = false;
   navigator.serviceWorker.addEventListener('controllerchange', () => {
-    // The first install claims the page without a reload; later versions reload once.
+    // The first install claims the page without a reload: the page already runs the files that
+    // version cached. A later version reloads the page once, so every file comes from it.
     if (!hadController || reloading) return;
     reloading = true;
     location.reload();
+  });
+
+  const check = () => registration.update().catch(() => {
+    // Offline or the server is down: the installed version keeps running.
+  });
+  setInterval(check, UPDATE_CHECK_MS);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') check();
   });
   requestPersistence(onStatus);
   return registration;
@@ -49,8 +67,8 @@ async function requestPersistence(onStatus) {
   if (!navigator.storage || !navigator.storage.persist) return;
   try {
     const persisted = (await navigator.storage.persisted()) || (await navigator.storage.persist());
-    onStatus({code: persisted ? 'storage-persisted' : 'storage-best-effort', message: t(persisted ? 'app.storagePersisted' : 'app.storageBestEffort')});
+    onStatus(persisted ? {code: 'storage-persisted', key: 'app.storagePersisted'} : {code: 'storage-best-effort', key: 'app.storageBestEffort'});
   } catch {
-    // Persistence is a hint; the cache still works without it.
+    // Persistence is a hint; the cache works without it.
   }
 }

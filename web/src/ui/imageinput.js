@@ -51,8 +51,10 @@ export function setupImageInput(root, image, {onInput, onError}) {
   dropZone.addEventListener('drop', (event) => {
     event.preventDefault();
     dropZone.classList.remove('dragging');
-    const file = [...event.dataTransfer.files].find((f) => f.type.startsWith('image/'));
+    const files = [...event.dataTransfer.files];
+    const file = files.find((f) => f.type.startsWith('image/'));
     if (file) useFile(file);
+    else if (files.length) onError(t('input.notImage', {name: files[0].name}));
   });
 
   setupCamera(root, (video) => submit(video, video.videoWidth, video.videoHeight), onError);
@@ -68,19 +70,33 @@ function setupCamera(root, capture, onError) {
   const start = root.querySelector('#camera-button');
   const shoot = root.querySelector('#capture-button');
   const video = root.querySelector('#camera-video');
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    start.hidden = true;
-    return;
-  }
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return;
+  // The button shows only where the browser lists a camera; the list is readable before any
+  // permission is asked (labels stay empty until then).
+  const showIfCamera = async () => {
+    try {
+      const devices = await navigator.mediaDevices.enumerateDevices();
+      start.hidden = !devices.some((device) => device.kind === 'videoinput');
+    } catch {
+      start.hidden = true;
+    }
+  };
+  showIfCamera();
+  navigator.mediaDevices.addEventListener('devicechange', showIfCamera);
+
   let stream = null;
+  const stop = () => {
+    stream.getTracks().forEach((track) => track.stop());
+    stream = null;
+    video.hidden = true;
+    shoot.hidden = true;
+    start.dataset.i18n = 'input.camera';
+    start.textContent = t('input.camera');
+    start.setAttribute('aria-pressed', 'false');
+  };
   start.addEventListener('click', async () => {
     if (stream) {
-      stream.getTracks().forEach((track) => track.stop());
-      stream = null;
-      video.hidden = true;
-      shoot.hidden = true;
-      start.textContent = t('input.camera');
-      start.dataset.i18n = 'input.camera';
+      stop();
       return;
     }
     try {
@@ -91,13 +107,15 @@ function setupCamera(root, capture, onError) {
       shoot.hidden = false;
       start.dataset.i18n = 'input.cameraStop';
       start.textContent = t('input.cameraStop');
+      start.setAttribute('aria-pressed', 'true');
+      shoot.focus();
     } catch (error) {
       stream = null;
       onError(t('input.cameraFailed', {error: error.message || String(error)}));
     }
   });
   shoot.addEventListener('click', () => {
-    if (stream) capture(video);
+    if (stream && video.videoWidth > 0) capture(video);
   });
 }
 

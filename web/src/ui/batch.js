@@ -1,0 +1,180 @@
+// Batch prediction for tabular apps: a CSV file of rows (picked or dropped) is predicted in the
+// page, and the predictions download as a CSV with the input columns kept.
+import {t} from '../i18n.js';
+import {parseCategory, parseNumber} from '../encode.js';
+import {CsvError, formatCsv, MISSING_TOKENS, parseCsv} from '../csv.js';
+
+// Rows per call to the model: large enough to be fast, small enough to keep the page responsive.
+const CHUNK_ROWS = 256;
+const PREVIEW_ROWS = 10;
+
+export function setupBatch(root, metadata, {predict}) {
+  const section = root.querySelector('#batch-section');
+  section.hidden = false;
+  const fileInput = root.querySelector('#batch-file');
+  const dropZone = root.querySelector('#batch-drop');
+  const status = root.querySelector('#batch-status');
+  const download = root.querySelector('#batch-download');
+  const preview = root.querySelector('#batch-preview');
+  let downloadUrl = null;
+
+  const template = root.querySelector('#batch-template');
+  const names = metadata.input.features.map((f) => f.name);
+  const examples = (metadata.examples || []).map((row) => names.map((name) => row[name]));
+  template.href = URL.createObjectURL(new Blob([formatCsv(names, examples)], {type: 'text/csv'}));
+  template.download = `${metadata.name}-example.csv`;
+
+  const setStatus = (key, params = {}, code = '') => {
+    status.dataset.i18n = key;
+    status.dataset.i18nParams = JSON.stringify(params);
+    status.dataset.code = code;
+    status.textContent = t(key, params);
+  };
+
+  async function run(file) {
+    download.hidden = true;
+    preview.replaceChildren();
+    if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+    try {
+      const table = parseCsv(await file.text());
+      const rows = readRows(table, metadata.input.features);
+      const valid = rows.filter((r) => !r.error);
+      const outputs = [];
+      for (let start = 0; start < valid.length; start += CHUNK_ROWS) {
+        setStatus('batch.progress', {done: start, total: valid.length});
+        outputs.push(...await predict(valid.slice(start, start + CHUNK_ROWS).map((r) => r.raw)));
+      }
+      valid.forEach((r, i) => {
+        r.output = outputs[i];
+      });
+      const result = predictionTable(table, rows, metadata.output);
+      downloadUrl = URL.createObjectURL(new Blob([formatCsv(result.header, result.rows)], {type: 'text/csv'}));
+      download.href = downloadUrl;
+      download.download = `${metadata.name}-predictions.csv`;
+      download.hidden = false;
+      const errors = rows.filter((r) => r.error);
+      if (errors.length) {
+        setStatus('batch.resultWithErrors', {rows: valid.length, errors: errors.length, first: `${t('batch.line', {line: errors[0].line})}: ${errorText(errors[0].error)}`}, 'rows-invalid');
+      } else {
+        setStatus('batch.result', {rows: valid.length});
+      }
+      showPreview(preview, result);
+    } catch (error) {
+      setStatus('batch.failed', {error: errorText(error)}, error.code || 'batch-failed');
+    }
+  }
+
+  fileInput.addEventListener('change', () => {
+    if (fileInput.files.length) run(fileInput.files[0]);
+    fileInput.value = '';
+  });
+  dropZone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    dropZone.classList.add('dragging');
+  });
+  dropZone.addEventListener('dragleave', () => dropZone.classList.remove('dragging'));
+  dropZone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    dropZone.classList.remove('dragging');
+    const file = event.dataTransfer.files[0];
+    if (file) run(file);
+  });
+}
+
+/** Turn CSV rows into raw inputs keyed by feature name; a row that cannot be read gets ``error``. */
+function readRows(table, features) {
+  const index = new Map(table.header.map((name, i) => [name, i]));
+  const missing = features.filter((f) => !index.has(f.name)).map((f) => f.name);
+  if (missing.length) {
+    throw new CsvError('csv-missing-columns', 1, t('batch.missingColumns', {columns: missing.map((name) => `“${name}”`).join(', ')}));
+  }
+  return table.rows.map((cells, r) => {
+    const raw = {};
+    for (const feature of features) {
+      const cell = (cells[index.get(feature.name)] ?? '').trim();
+      const value = MISSING_TOKENS.has(cell) ? null : cell;
+      if (feature.kind === 'numeric') {
+        try {
+          raw[feature.name] = parseNumber(value);
+        } catch (error) {
+          return {line: table.lines[r], cells, error: {code: 'not-a-number', column: feature.name, value: error.value}};
+        }
+      } else {
+        raw[feature.name] = parseCategory(value);
+      }
+    }
+    return {line: table.lines[r], cells, raw};
+  });
+}
+
+function errorText(error) {
+  if (error.code === 'not-a-number') return t('batch.notNumber', {column: error.column, value: error.value});
+  return error.message || String(error);
+}
+
+/** The output table: the input columns, then the prediction columns, then an error column if needed. */
+export function predictionTable(table, rows, output) {
+  const header = [...table.header];
+  let columns;
+  if (output.task === 'regression') {
+    columns = output.targets.map((target) => `predicted ${target}`);
+  } else {
+    columns = [output.task === 'multilabel' ? 'predicted labels' : 'predicted', ...output.labels.map((label) => `probability ${label}`)];
+  }
+  header.push(...columns);
+  const anyError = rows.some((r) => r.error);
+  if (anyError) header.push('error');
+  const body = rows.map((r) => {
+    const cells = table.header.map((_, i) => r.cells[i] ?? '');
+    if (r.error) return [...cells, ...columns.map(() => ''), errorText(r.error)];
+    const values = predictionCells(output, r.output);
+    return anyError ? [...cells, ...values, ''] : [...cells, ...values];
+  });
+  return {header, rows: body, predictionColumns: columns};
+}
+
+function predictionCells(output, values) {
+  if (output.task === 'regression') return values;
+  if (output.task === 'binary') {
+    const probabilities = [1 - values[0], values[0]];
+    return [output.labels[values[0] >= output.threshold ? 1 : 0], ...probabilities];
+  }
+  if (output.task === 'multilabel') {
+    return [output.labels.filter((_, i) => values[i] >= output.threshold).join(';'), ...values];
+  }
+  let best = 0;
+  values.forEach((p, i) => {
+    if (p > values[best]) best = i;
+  });
+  return [output.labels[best], ...values];
+}
+
+function showPreview(container, result) {
+  const table = document.createElement('table');
+  const caption = document.createElement('caption');
+  caption.dataset.i18n = 'batch.preview';
+  caption.dataset.i18nParams = JSON.stringify({rows: Math.min(PREVIEW_ROWS, result.rows.length)});
+  caption.textContent = t('batch.preview', {rows: Math.min(PREVIEW_ROWS, result.rows.length)});
+  table.append(caption);
+  const head = document.createElement('tr');
+  for (const name of result.header) {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.textContent = name;
+    head.append(th);
+  }
+  const thead = document.createElement('thead');
+  thead.append(head);
+  const tbody = document.createElement('tbody');
+  for (const row of result.rows.slice(0, PREVIEW_ROWS)) {
+    const tr = document.createElement('tr');
+    for (const value of row) {
+      const td = document.createElement('td');
+      td.textContent = typeof value === 'number' ? value.toPrecision(4) : String(value);
+      tr.append(td);
+    }
+    tbody.append(tr);
+  }
+  table.append(thead, tbody);
+  container.append(table);
+}
