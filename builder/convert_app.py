@@ -20,7 +20,6 @@ from . import render
 from .bundle import bundle_app
 from .errors import UsageError
 from .modelfile import TensorSpec
-from .site import METADATA_SCHEMA
 from .spec import COLOR_PATTERN, LANGUAGES
 
 TASKS = ("multiclass", "binary", "multilabel", "regression")
@@ -294,6 +293,8 @@ def _features_json(plan: AppPlan) -> list[dict[str, Any]]:
 def write_app(staging: Path, plan: AppPlan, *, name: str, model_info: dict[str, Any], inputs: np.ndarray,
               outputs: np.ndarray, tolerance: float) -> dict[str, Any]:
     """Bundle and render the app into ``staging`` around ``staging/model``; returns the precache manifest."""
+    from .site import METADATA_SCHEMA
+
     schema = plan.schema
     title = schema.title or name
     bundle_app(staging, list(APP_BACKENDS), kernels=None)

@@ -12,7 +12,6 @@ The output folder is replaced only after every check has passed.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ import numpy as np
 from . import convert, layers_format, modelfile, render
 from .convert_app import AppPlan, load_schema, plan_app, write_app
 from .errors import ConversionError, ModelFileError, ParityError, UsageError, VerificationError, WebmlError
-from .graph_model import run_graph_model, split_fused_matmuls
+from .graph_model import rewrite_graph_model, run_graph_model
 from .model_check import CHECK_BACKENDS, Artifact, ParityCheck, check_artifacts, max_abs_difference
 from .modelfile import SAVED_MODEL, LoadedModel, ModelSource, TensorSpec
 from .native import captured_native_output, import_tensorflow
@@ -90,8 +89,11 @@ def app_name(text: str) -> str:
 
 
 def convert_model(model: Path, output: Path, options: ConvertOptions = ConvertOptions(), *,
-                  reporter: Reporter = SILENT) -> ConvertResult:
-    """Convert ``model`` into ``output``; raise a ``WebmlError`` subclass when it cannot or the check fails."""
+                  reporter: Reporter = SILENT, browser: Any = None) -> ConvertResult:
+    """Convert ``model`` into ``output``; raise a ``WebmlError`` subclass when it cannot or the check fails.
+
+    ``browser`` is a Playwright browser to check in; None launches Chromium for this call.
+    """
     started = time.perf_counter()
     _check_options(options)
     source = modelfile.detect_format(Path(model))
@@ -117,11 +119,10 @@ def convert_model(model: Path, output: Path, options: ConvertOptions = ConvertOp
         reporter.step("exporting a SavedModel")
         graph_model, unrolled = _graph_ready(loaded)
         if unrolled:
-            reporter.detail(f"unrolled {', '.join(unrolled)}: TF.js 4.22 fails on the loop Keras 3 exports for "
-                            "recurrent layers")
+            reporter.detail(f"unrolled {', '.join(unrolled)}: TF.js 4.22 fails on the while loop of recurrent layers")
         saved = graph_model.export(work / "saved_model")
         signature = loaded.model if loaded.framework == SAVED_MODEL else modelfile.load_saved_model_signature(saved)
-        specs, output_shapes = _signature_specs(signature)
+        specs, output_shapes = _signature_specs(signature, [spec.name for spec in loaded.inputs])
         _check_graph_ops(source.path, specs, _unsupported_ops(signature))
         plan = plan_app(schema, specs, [output_shapes[k] for k in sorted(output_shapes, key=modelfile.output_order)],
                         source.path) if schema else None
@@ -134,7 +135,7 @@ def convert_model(model: Path, output: Path, options: ConvertOptions = ConvertOp
         staging = staging_dir(output)
         try:
             result = _write_and_check(source, loaded, saved, work, staging, output, options, inputs, reference, plan,
-                                      reporter)
+                                      reporter, browser)
             report = _report(source, loaded, specs, reference, options, unrolled, result, started)
             render.write_json(staging / REPORT_FILE, report)
             replace_dir(staging, output)
@@ -177,16 +178,19 @@ def _check_output_folder(source: Path, output: Path) -> None:
 
 
 def _graph_ready(loaded: LoadedModel) -> tuple[LoadedModel, list[str]]:
-    """Return the model to export for the graph model, with Keras 3 recurrent loops unrolled.
+    """Return the model to export for the graph model, with the loops of recurrent layers unrolled.
 
-    TF.js 4.22 fails to run the while loop that a Keras 3 GRU or LSTM exports ("Cannot compute
-    the outputs ... LoopExecuted" on CPU, and the WASM backend fails on its TensorList ops),
-    while tf_keras loops run. An unrolled layer computes the same function without the loop;
-    the browser check compares the result with the original model, not with the clone.
+    TF.js 4.22 fails to run the while loop that a GRU or LSTM exports ("Cannot compute the
+    outputs ... LoopExecuted"): always for Keras 3, and for tf_keras models with stacked
+    recurrent layers. An unrolled layer computes the same function without the loop; the
+    browser check compares the result with the original model, not with the clone.
     """
-    if loaded.framework != "keras":
+    if loaded.framework == SAVED_MODEL:
         return loaded, []
-    import keras
+    if loaded.framework == "tf_keras":
+        import tf_keras as keras
+    else:
+        import keras
 
     model = loaded.model
     looping = [layer for layer in _all_layers(model)
@@ -201,7 +205,7 @@ def _graph_ready(loaded: LoadedModel) -> tuple[LoadedModel, list[str]]:
         if steps is None:
             raise ModelFileError(
                 f"{loaded.source.path}: layer '{layer.name}' ({layer.__class__.__name__}) runs over a sequence of "
-                "variable length; TF.js 4.22 fails on the loop Keras 3 exports for it and webml unrolls it only "
+                "variable length; TF.js 4.22 fails on the while loop it exports and webml unrolls the loop only "
                 "over a fixed length, so give the input a fixed number of steps, e.g. keras.Input(shape=(50, 8))"
             )
 
@@ -241,10 +245,12 @@ def _set_unroll(config: dict[str, Any]) -> None:
             _set_unroll(inner["config"])
 
 
-def _signature_specs(signature: Any) -> tuple[list[TensorSpec], dict[str, tuple[int | None, ...]]]:
+def _signature_specs(signature: Any, order: list[str]) -> tuple[list[TensorSpec], dict[str, tuple[int | None, ...]]]:
+    """Return the serving signature's inputs, in ``order`` where it names them, and its output shapes."""
     function = signature.function
     specs = [TensorSpec(name=name, shape=tuple(None if d is None else int(d) for d in spec.shape), dtype=spec.dtype.name)
              for name, spec in function.structured_input_signature[1].items()]
+    specs.sort(key=lambda spec: order.index(spec.name) if spec.name in order else len(order))
     outputs = {name: tuple(None if d is None else int(d) for d in spec.shape)
                for name, spec in function.structured_outputs.items()}
     return specs, outputs
@@ -369,10 +375,12 @@ def _python_reference(loaded: LoadedModel, signature: Any, inputs: dict[str, np.
 
 def _write_and_check(source: ModelSource, loaded: LoadedModel, saved: Path, work: Path, staging: Path, output: Path,
                      options: ConvertOptions, inputs: dict[str, np.ndarray], reference: Reference,
-                     plan: AppPlan | None, reporter: Reporter) -> dict[str, Any]:
+                     plan: AppPlan | None, reporter: Reporter, browser: Any) -> dict[str, Any]:
     quantization = None if options.quantization == "float32" else options.quantization
     reporter.step("converting the SavedModel to a TF.js graph model")
-    graph, split = _convert_graph(source, saved, staging / "model", quantization, options.shard_bytes)
+    converted = _run_converter(source, saved, work / "converted")
+    rewrite = rewrite_graph_model(converted, staging / "model", quantization=quantization, shard_bytes=options.shard_bytes)
+    graph = convert.describe_graph_model(staging / "model")
     reporter.detail(f"graph model: {len(graph.files)} files, {_bytes(graph.directory, graph.files) / 1024:.0f} KiB, "
                     f"ops {', '.join(graph.ops)}")
     graph_artifact = _graph_artifact(graph, inputs, reference, options.tolerance)
@@ -380,7 +388,7 @@ def _write_and_check(source: ModelSource, loaded: LoadedModel, saved: Path, work
     quantization_errors: dict[str, float] = {}
     if quantization:
         graph_artifact.expected, quantization_errors["graph"] = _quantized_graph_reference(
-            source, saved, work, graph, graph_artifact, options)
+            source, converted, work, graph, graph_artifact, options)
     layers = None
     if options.layers:
         reporter.step("writing the tfjs-layers model")
@@ -398,28 +406,26 @@ def _write_and_check(source: ModelSource, loaded: LoadedModel, saved: Path, work
                         "Python on the stored weights)")
 
     reporter.step(f"checking the converted model{'s' if layers else ''} in Chromium on {', '.join(options.backends)}")
-    checks = check_artifacts(artifacts, backends=options.backends, reporter=reporter)
+    checks = check_artifacts(artifacts, backends=options.backends, reporter=reporter, browser=browser)
     failed = [check for check in checks if not check.passed]
     if failed:
         raise _check_failure(failed, len(checks), graph, output)
 
     app = None
     if plan is not None:
-        app = _write_app(staging, output, plan, options, graph, inputs, graph_artifact.expected[0], reporter)
-    return {"graph": graph, "layers": layers, "checks": checks, "split": split, "app": app,
+        app = _write_app(staging, output, plan, options, graph, inputs, graph_artifact.expected[0], reporter, browser)
+    return {"graph": graph, "layers": layers, "checks": checks, "rewrite": rewrite, "app": app,
             "quantization_errors": quantization_errors}
 
 
-def _convert_graph(source: ModelSource, saved: Path, directory: Path, quantization: str | None,
-                   shard_bytes: int) -> tuple[convert.GraphModel, list[str]]:
+def _run_converter(source: ModelSource, saved: Path, directory: Path) -> Path:
+    """Convert the SavedModel with float32 weights; ``rewrite_graph_model`` quantizes and shards them afterwards."""
     try:
-        convert.convert_saved_model(saved, directory, quantization={quantization: ["*"]} if quantization else None,
-                                    shard_bytes=shard_bytes)
+        convert.convert_saved_model(saved, directory)
     except (AssertionError, KeyError, TypeError, NotImplementedError) as exc:
         raise ConversionError(f"{source.path}: the TF.js converter failed: {type(exc).__name__}: {exc}; rerun with -v "
                               "for the converter log") from exc
-    split = split_fused_matmuls(directory / "model.json")
-    return convert.describe_graph_model(directory), split
+    return directory
 
 
 def _bytes(directory: Path, files: list[str]) -> int:
@@ -448,17 +454,18 @@ def _graph_artifact(graph: convert.GraphModel, inputs: dict[str, np.ndarray], re
                     expected=[reference.saved[key] for key in reference.keys], tolerance=tolerance)
 
 
-def _quantized_graph_reference(source: ModelSource, saved: Path, work: Path, graph: convert.GraphModel,
+def _quantized_graph_reference(source: ModelSource, converted: Path, work: Path, graph: convert.GraphModel,
                                artifact: Artifact, options: ConvertOptions) -> tuple[list[np.ndarray], float]:
     """Return Python's outputs of the quantized graph model, and how far they are from the model's.
 
-    A float32 conversion of the same SavedModel, run in TensorFlow, must first match the model:
-    that shows the converted graph computes the model, so the quantized graph (the same graph
-    with rounded weights) run in TensorFlow is the exact reference for the browser.
+    The same graph with float32 weights, run in TensorFlow, must first match the model: that
+    shows the converted graph computes the model, so the quantized graph (the same graph with
+    rounded weights) run in TensorFlow is the exact reference for the browser.
     """
     feeds = dict(artifact.inputs)
-    float_graph, _ = _convert_graph(source, saved, work / "float_graph", None, options.shard_bytes)
-    float_outputs = run_graph_model(float_graph.directory, feeds, artifact.outputs)
+    float_model = work / "float_model"
+    rewrite_graph_model(converted, float_model, quantization=None, shard_bytes=options.shard_bytes)
+    float_outputs = run_graph_model(float_model, feeds, artifact.outputs)
     difference = max(max_abs_difference(a, e) for a, e in zip(float_outputs, artifact.expected))
     if difference > options.tolerance:
         raise ParityError(f"{source.path}: the converted graph with float32 weights, run in TensorFlow, differs from "
@@ -521,9 +528,9 @@ def _quantized_layers_reference(loaded: LoadedModel, layers: layers_format.Layer
 
 
 def _check_failure(failed: list[ParityCheck], total: int, graph: convert.GraphModel, output: Path) -> WebmlError:
-    finite = [check for check in failed if math.isfinite(check.max_abs_diff)]
-    if finite:
-        worst = max(finite, key=lambda check: check.max_abs_diff)
+    compared = [check for check in failed if not check.error]
+    if compared:
+        worst = max(compared, key=lambda check: check.max_abs_diff)
         return ParityError(
             f"the converted {worst.artifact} model does not match the Python model: max |diff| {worst.max_abs_diff:.3g} "
             f"> {worst.tolerance:.2g} on {worst.backend} (output '{worst.output}'); {len(failed)} of {total} browser "
@@ -532,14 +539,14 @@ def _check_failure(failed: list[ParityCheck], total: int, graph: convert.GraphMo
     hint = ""
     loops = sorted(LOOP_OPS & set(graph.ops))
     if first.artifact == "graph" and loops:
-        hint = (f"; the graph runs a while loop ({', '.join(loops)}), which TF.js 4.22 fails on for recurrent layers "
-                "exported by Keras 3: export the model with unroll=True on its GRU and LSTM layers")
+        hint = (f"; the graph runs a while loop ({', '.join(loops)}), which TF.js 4.22 fails on for recurrent "
+                "layers: export the model with unroll=True on its GRU and LSTM layers")
     return ConversionError(f"{first.detail} (on {first.backend}){hint}; {len(failed)} of {total} browser checks failed "
                            f"and {output} was not written")
 
 
 def _write_app(staging: Path, output: Path, plan: AppPlan, options: ConvertOptions, graph: convert.GraphModel,
-               inputs: dict[str, np.ndarray], outputs: np.ndarray, reporter: Reporter) -> Any:
+               inputs: dict[str, np.ndarray], outputs: np.ndarray, reporter: Reporter, browser: Any) -> Any:
     from .build import model_files_digest
     from .verify import verify_site
 
@@ -562,7 +569,7 @@ def _write_app(staging: Path, output: Path, plan: AppPlan, options: ConvertOptio
     batch = next(iter(inputs.values()))
     write_app(staging, plan, name=name, model_info=model_info, inputs=batch, outputs=outputs, tolerance=options.tolerance)
     reporter.step("checking the app in Chromium")
-    app = verify_site(staging, reporter=reporter)
+    app = verify_site(staging, reporter=reporter, browser=browser)
     for check in app.checks:
         reporter.detail(f"{check.status:7} {check.name}: {check.detail}")
     if not app.passed:
@@ -594,7 +601,8 @@ def _report(source: ModelSource, loaded: LoadedModel, specs: list[TensorSpec], r
         "artifacts": artifacts,
         "quantization": {"dtype": options.quantization, "max_abs_error": result["quantization_errors"]},
         "shard_bytes": options.shard_bytes,
-        "rewrites": {"unrolled_layers": unrolled, "split_fused_matmuls": result["split"]},
+        "rewrites": {"unrolled_layers": unrolled, "split_fused_matmuls": result["rewrite"].split_nodes,
+                     "removed_duplicate_constants": result["rewrite"].removed_constants},
         "verification": {
             "samples": options.samples, "seed": options.seed, "tolerance": options.tolerance,
             "export_max_abs_diff": reference.export_difference,

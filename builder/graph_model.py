@@ -1,32 +1,46 @@
-"""Converted TF.js graph models: a repair for TF.js 4.22 kernels, and running them in TensorFlow.
+"""Converted TF.js graph models: repairs for TF.js 4.22, weight writing, and running them in TensorFlow.
 
-The converter's grappler pass fuses ``MatMul`` with a following ``BiasAdd`` or ``Add`` into
-``_FusedMatMul`` even when the added tensor is not a 1-D bias; Keras 3's LSTM cell adds the
-input and recurrent products that way. The CPU backend broadcasts such an addend, but the WASM
-backend rejects it ("_FusedMatMul only supports rank-1 bias"). ``split_fused_matmuls`` turns each
-such node back into ``MatMul`` followed by ``AddV2`` and the fused activation, under the original
-node name, so its consumers are unchanged.
+``rewrite_graph_model`` takes the converter's float32 output and writes the model that ships:
+
+* The converter's grappler pass fuses ``MatMul`` with a following ``BiasAdd`` or ``Add`` into
+  ``_FusedMatMul`` even when the added tensor is not a 1-D bias; Keras 3's LSTM cell adds its
+  input and recurrent products that way. The CPU backend broadcasts such an addend, but the WASM
+  backend rejects it ("_FusedMatMul only supports rank-1 bias"). Each such node becomes
+  ``MatMul`` followed by ``AddV2`` and the fused activation, under the original node name.
+* Identical constants are stored once. An unrolled recurrent layer reads its kernels once per
+  time step, and the frozen graph holds one copy per step.
+* The weights are then quantized and sharded by ``tensorflowjs.write_weights``, the function the
+  converter's own --quantize_* and --weight_shard_size_bytes flags use.
 
 ``run_graph_model`` runs a converted model.json in TensorFlow with the weights it stores,
-dequantized the way TF.js dequantizes them, which gives the exact Python outputs of a quantized
-model.
+dequantized as TF.js dequantizes them, which gives the exact Python outputs of a quantized model.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConversionError
+from .native import captured_native_output
 
 log = logging.getLogger(__name__)
 
 # Activations that the converter fuses into _FusedMatMul, by the op name TF.js runs separately.
-FUSED_ACTIVATIONS = {"Relu": "Relu", "Relu6": "Relu6", "Elu": "Elu", "Sigmoid": "Sigmoid", "Tanh": "Tanh",
-                     "LeakyRelu": "LeakyRelu"}
+FUSED_ACTIVATIONS = ("Relu", "Relu6", "Elu", "Sigmoid", "Tanh", "LeakyRelu")
+
+
+@dataclass
+class GraphRewrite:
+    """What ``rewrite_graph_model`` changed."""
+
+    split_nodes: list[str]
+    removed_constants: int
 
 
 def _fused_ops(node: dict[str, Any]) -> list[str]:
@@ -34,24 +48,20 @@ def _fused_ops(node: dict[str, Any]) -> list[str]:
     return [base64.b64decode(item).decode("ascii") for item in encoded]
 
 
-def split_fused_matmuls(model_json: Path) -> list[str]:
-    """Split every ``_FusedMatMul`` whose addend is not a 1-D constant; return the names of the split nodes."""
-    manifest = json.loads(model_json.read_text())
-    graph = manifest["modelTopology"]
-    nodes = graph.get("node", [])
+def split_fused_matmuls(nodes: list[dict[str, Any]], shapes: dict[str, list[int]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Split every ``_FusedMatMul`` whose addend is not a 1-D constant; return the new node list and the split names."""
     by_name = {node["name"]: node for node in nodes}
-    shapes = {entry["name"]: entry["shape"] for group in manifest.get("weightsManifest", []) for entry in group["weights"]}
     result: list[dict[str, Any]] = []
     split: list[str] = []
     for node in nodes:
-        if node["op"] != "_FusedMatMul" or len(node.get("input", [])) < 3:
+        fused = _fused_ops(node) if node["op"] == "_FusedMatMul" else []
+        if not fused or len(node.get("input", [])) < 3:
             result.append(node)
             continue
-        fused = _fused_ops(node)
         addend = node["input"][2].split(":")[0]
         constant = by_name.get(addend, {}).get("op") == "Const" and len(shapes.get(addend, [0, 0])) == 1
         activation = fused[1] if len(fused) == 2 else None
-        if constant or not fused or fused[0] != "BiasAdd" or len(fused) > 2 or (activation and activation not in FUSED_ACTIVATIONS):
+        if constant or fused[0] != "BiasAdd" or len(fused) > 2 or (activation and activation not in FUSED_ACTIVATIONS):
             result.append(node)
             continue
         attr = node.get("attr", {})
@@ -66,14 +76,64 @@ def split_fused_matmuls(model_json: Path) -> list[str]:
             activation_attr: dict[str, Any] = {"T": dtype}
             if activation == "LeakyRelu" and "leakyrelu_alpha" in attr:
                 activation_attr["alpha"] = attr["leakyrelu_alpha"]
-            result.append({"name": node["name"], "op": FUSED_ACTIVATIONS[activation], "input": [add_name],
-                           "attr": activation_attr})
+            result.append({"name": node["name"], "op": activation, "input": [add_name], "attr": activation_attr})
         split.append(node["name"])
-    if split:
-        graph["node"] = result
-        model_json.write_text(json.dumps(manifest))
-        log.debug("split %d _FusedMatMul node(s) with a non-constant addend: %s", len(split), ", ".join(split))
-    return split
+    return result, split
+
+
+def deduplicate_constants(nodes: list[dict[str, Any]], weights: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Keep one of each set of identical top-level constants and point the other readers at it."""
+    data = {entry["name"]: entry["data"] for entry in weights}
+    keep: dict[tuple[str, tuple[int, ...], str], str] = {}
+    replaced: dict[str, str] = {}
+    for node in nodes:
+        value = data.get(node["name"])
+        if node["op"] != "Const" or value is None or node.get("input") or value.dtype.kind not in "fiub":
+            continue
+        key = (value.dtype.str, value.shape, hashlib.sha256(value.tobytes()).hexdigest())
+        if key in keep:
+            replaced[node["name"]] = keep[key]
+        else:
+            keep[key] = node["name"]
+    if not replaced:
+        return nodes, weights, 0
+    result = []
+    for node in nodes:
+        if node["name"] in replaced:
+            continue
+        if node.get("input"):
+            node = {**node, "input": [_renamed(item, replaced) for item in node["input"]]}
+        result.append(node)
+    return result, [entry for entry in weights if entry["name"] not in replaced], len(replaced)
+
+
+def _renamed(reference: str, replaced: dict[str, str]) -> str:
+    control = reference.startswith("^")
+    name, colon, port = reference.lstrip("^").partition(":")
+    if name not in replaced:
+        return reference
+    return ("^" if control else "") + replaced[name] + colon + port
+
+
+def rewrite_graph_model(source: Path, target: Path, *, quantization: str | None, shard_bytes: int) -> GraphRewrite:
+    """Write the converter's float32 graph model in ``source`` to ``target`` repaired, deduplicated, quantized and sharded."""
+    from tensorflowjs import read_weights, write_weights
+
+    manifest = json.loads((source / "model.json").read_text())
+    weights = read_weights.read_weights(manifest["weightsManifest"], str(source), flatten=True)
+    graph = manifest["modelTopology"]
+    shapes = {entry["name"]: list(entry["data"].shape) for entry in weights}
+    nodes, split = split_fused_matmuls(graph.get("node", []), shapes)
+    nodes, weights, removed = deduplicate_constants(nodes, weights)
+    graph["node"] = nodes
+    target.mkdir(parents=True, exist_ok=True)
+    manifest["weightsManifest"] = write_weights.write_weights(
+        [weights], str(target), shard_size_bytes=shard_bytes, write_manifest=False,
+        quantization_dtype_map={quantization: ["*"]} if quantization else None)
+    (target / "model.json").write_text(json.dumps(manifest))
+    if split or removed:
+        log.debug("graph model: split %d _FusedMatMul node(s), removed %d duplicate constant(s)", len(split), removed)
+    return GraphRewrite(split_nodes=split, removed_constants=removed)
 
 
 def run_graph_model(directory: Path, feeds: dict[str, Any], fetches: list[str]) -> list[Any]:
@@ -102,7 +162,7 @@ def run_graph_model(directory: Path, feeds: dict[str, Any], fetches: list[str]) 
         if node.name not in values:
             raise ConversionError(f"{directory}: the constant {node.name} has no stored weight; the model.json is damaged")
         node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(values[node.name]))
-    with tf.Graph().as_default() as graph:
+    with captured_native_output("running the graph model in TensorFlow"), tf.Graph().as_default() as graph:
         tf.graph_util.import_graph_def(graph_def, name="")
         with tf.compat.v1.Session(graph=graph) as session:
             return session.run(fetches, feeds)

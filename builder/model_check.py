@@ -8,6 +8,7 @@ tfjs-layers, as an application would load them. The page and the models are serv
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -67,6 +68,7 @@ class ParityCheck:
     output: str
     detail: str
     threads: int = 1
+    error: str = ""
 
     @property
     def passed(self) -> bool:
@@ -120,8 +122,11 @@ def _request(artifact: Artifact) -> dict[str, Any]:
 
 
 def check_artifacts(artifacts: list[Artifact], *, backends: tuple[str, ...] = CHECK_BACKENDS,
-                    reporter: Reporter = SILENT) -> list[ParityCheck]:
-    """Load every artifact on every backend in Chromium and compare with ``expected``; never raises on a mismatch."""
+                    reporter: Reporter = SILENT, browser: Any = None) -> list[ParityCheck]:
+    """Load every artifact on every backend in Chromium and compare with ``expected``; never raises on a mismatch.
+
+    ``browser`` is a Playwright browser to open the pages in; None launches Chromium for this call.
+    """
     from playwright.sync_api import Error as PlaywrightError
 
     results: list[ParityCheck] = []
@@ -132,8 +137,8 @@ def check_artifacts(artifacts: list[Artifact], *, backends: tuple[str, ...] = CH
             shutil.copytree(artifact.directory, root / artifact.kind)
         server = AppServer(root).start()
         try:
-            with launch() as browser:
-                context = browser.new_context()
+            with contextlib.nullcontext(browser) if browser is not None else launch() as active:
+                context = active.new_context()
                 try:
                     for backend in backends:
                         results.extend(_check_backend(context, server.url, backend, artifacts, PlaywrightError))
@@ -157,8 +162,8 @@ def _check_backend(context: Any, url: str, backend: str, artifacts: list[Artifac
             started = page.evaluate("name => window.check.start(name)", backend)
         except page_error as exc:
             reason = _first_line(exc)
-            return [ParityCheck(a.kind, backend, "failed", math.inf, a.tolerance, "", f"backend did not start: {reason}")
-                    for a in artifacts]
+            return [ParityCheck(a.kind, backend, "failed", math.inf, a.tolerance, "", f"backend did not start: {reason}",
+                                error=reason) for a in artifacts]
         for artifact in artifacts:
             try:
                 result = page.evaluate("request => window.check.run(request)", _request(artifact))
@@ -168,7 +173,7 @@ def _check_backend(context: Any, url: str, backend: str, artifacts: list[Artifac
                 if errors:
                     detail += f" (console: {errors[0]})"
                 results.append(ParityCheck(artifact.kind, backend, "failed", math.inf, artifact.tolerance, "", detail,
-                                           started["threads"]))
+                                           started["threads"], error=_first_line(exc)))
                 continue
             results.append(_compare(artifact, backend, result, started["threads"]))
     finally:
@@ -181,15 +186,16 @@ def _compare(artifact: Artifact, backend: str, result: dict[str, Any], threads: 
     for label, expected, output in zip(artifact.labels, artifact.expected, result["outputs"]):
         shape = tuple(output["shape"])
         if shape != tuple(expected.shape):
-            return ParityCheck(artifact.kind, backend, "failed", math.inf, artifact.tolerance, label,
-                               f"output '{label}' has shape {list(shape)} in TF.js but {list(expected.shape)} in Python",
-                               threads)
+            detail = f"output '{label}' has shape {list(shape)} in TF.js but {list(expected.shape)} in Python"
+            return ParityCheck(artifact.kind, backend, "failed", math.inf, artifact.tolerance, label, detail, threads,
+                               error=detail)
         diff = max_abs_difference(np.asarray(output["values"]).reshape(shape), expected)
         if diff > worst or not math.isfinite(diff):
             worst, worst_label = diff, label
     if len(result["outputs"]) != len(artifact.expected):
-        return ParityCheck(artifact.kind, backend, "failed", math.inf, artifact.tolerance, "",
-                           f"TF.js returned {len(result['outputs'])} outputs, Python {len(artifact.expected)}", threads)
+        detail = f"TF.js returned {len(result['outputs'])} outputs, Python {len(artifact.expected)}"
+        return ParityCheck(artifact.kind, backend, "failed", math.inf, artifact.tolerance, "", detail, threads,
+                           error=detail)
     samples = artifact.inputs[0][1].shape[0] if artifact.inputs and artifact.inputs[0][1].ndim else 1
     if worst <= artifact.tolerance:
         return ParityCheck(artifact.kind, backend, "passed", worst, artifact.tolerance, worst_label,
