@@ -123,9 +123,9 @@ def _add_convert(commands: Any) -> None:
                         help="store the weights in this dtype (default: float32)")
     parser.add_argument("--shard-bytes", type=int, default=4 * 1024 * 1024, metavar="BYTES",
                         help="maximum size of one weight file in bytes (default: 4194304)")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="maximum absolute output difference from Python with float32 weights (default: 0.0001)")
-    parser.add_argument("--samples", type=int, default=8, help="number of generated inputs to compare (default: 8)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, metavar="X",
+                        help="maximum absolute difference between the TF.js and the Python outputs (default: 0.0001)")
+    parser.add_argument("--samples", type=int, default=8, metavar="N", help="number of generated inputs to compare (default: 8)")
     parser.add_argument("--app", type=Path, metavar="SCHEMA",
                         help="also render the web app, described by this TOML schema (see docs/convert.md)")
 

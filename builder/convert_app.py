@@ -1,8 +1,8 @@
 """The web app that ``webml convert --app SCHEMA`` renders around a converted graph model.
 
-The schema is a small TOML file that says what the model's numbers mean: feature names for a
-tabular input or the size and value range of an image input, and class names or target names
-for the output. The app itself is the one ``webml build`` renders (``web/src``, the templates and
+The schema is a small TOML file that describes what the model's numbers mean: feature names for
+a tabular input or the size and value range of an image input, and class or target names for the
+output. The app itself is the one ``webml build`` renders (``web/src``, the templates and
 the service worker), so ``webml test`` checks it the same way.
 """
 
@@ -50,7 +50,7 @@ class Feature:
 
 @dataclass(frozen=True)
 class AppSchema:
-    """What the app shows around the model, read from the schema file."""
+    """The app's texts, output names and input layout, read from the schema file."""
 
     path: Path
     title: str = ""
@@ -109,6 +109,7 @@ def load_schema(path: Path) -> AppSchema:
     for key in raw:
         if key not in TOP_KEYS:
             raise SchemaError(f"{path}: unknown key '{key}'{_suggest(key, TOP_KEYS)}; the keys are listed in docs/convert.md")
+
     values: dict[str, Any] = {}
     for key in ("title", "short_name", "description", "unit"):
         if key in raw:
@@ -123,6 +124,7 @@ def load_schema(path: Path) -> AppSchema:
         if not isinstance(raw["theme_color"], str) or not COLOR_PATTERN.match(raw["theme_color"]):
             raise SchemaError(f"{path}: key 'theme_color' = {raw['theme_color']!r} is invalid; use a colour such as \"#1f5fbf\"")
         values["theme_color"] = raw["theme_color"]
+
     if "task" in raw:
         if raw["task"] not in TASKS:
             raise SchemaError(f"{path}: key 'task' = {raw['task']!r} is invalid{_suggest(str(raw['task']), TASKS)}; "
@@ -135,6 +137,7 @@ def load_schema(path: Path) -> AppSchema:
         values["threshold"] = _number(path, "threshold", raw["threshold"])
         if not 0.0 <= values["threshold"] <= 1.0:
             raise SchemaError(f"{path}: key 'threshold' = {raw['threshold']!r} is out of range; use a value from 0 to 1")
+
     values.update(_load_input(path, raw.get("input")))
     return AppSchema(path=path, **values)
 
@@ -155,30 +158,39 @@ def _load_input(path: Path, table: Any) -> dict[str, Any]:
     values: dict[str, Any] = {"input_kind": kind}
     if "range" in table:
         values["value_range"] = _range(path, "input.range", table["range"])
-    low, high = values.get("value_range", DEFAULT_RANGE)
+
     if kind == "image":
-        for key in ("features",):
+        values.update(_load_image(path, table))
+    else:
+        for key in ("height", "width", "channels", "ink"):
             if key in table:
-                raise SchemaError(f"{path}: key 'input.{key}' applies to tabular inputs; remove it or set kind = \"tabular\"")
-        size = []
-        for key in ("height", "width", "channels"):
-            value = table.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise SchemaError(f"{path}: key 'input.{key}' = {value!r} must be a positive integer")
-            size.append(value)
-        values["image_size"] = tuple(size)
-        if "ink" in table:
-            if not isinstance(table["ink"], bool):
-                raise SchemaError(f"{path}: key 'input.ink' = {table['ink']!r} must be true or false")
-            values["ink"] = table["ink"]
-        return values
-    for key in ("height", "width", "channels", "ink"):
-        if key in table:
-            raise SchemaError(f"{path}: key 'input.{key}' applies to image inputs; remove it or set kind = \"image\"")
-    features = table.get("features")
+                raise SchemaError(f"{path}: key 'input.{key}' applies to image inputs; remove it or set kind = \"image\"")
+        values["features"] = _load_features(path, table.get("features"), values.get("value_range", DEFAULT_RANGE))
+    return values
+
+
+def _load_image(path: Path, table: dict[str, Any]) -> dict[str, Any]:
+    if "features" in table:
+        raise SchemaError(f"{path}: key 'input.features' applies to tabular inputs; remove it or set kind = \"tabular\"")
+    size = []
+    for key in ("height", "width", "channels"):
+        value = table.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SchemaError(f"{path}: key 'input.{key}' = {value!r} must be a positive integer")
+        size.append(value)
+    values: dict[str, Any] = {"image_size": tuple(size)}
+    if "ink" in table:
+        if not isinstance(table["ink"], bool):
+            raise SchemaError(f"{path}: key 'input.ink' = {table['ink']!r} must be true or false")
+        values["ink"] = table["ink"]
+    return values
+
+
+def _load_features(path: Path, features: Any, default_range: tuple[float, float]) -> tuple[Feature, ...]:
     if not isinstance(features, list) or not features:
         raise SchemaError(f"{path}: key 'input.features' must list the feature names in the model's input order, "
                           "e.g. features = [\"age\", \"income\"]")
+    low, high = default_range
     parsed = []
     for index, item in enumerate(features):
         where = f"input.features[{index}]"
@@ -201,12 +213,12 @@ def _load_input(path: Path, table: Any) -> dict[str, Any]:
         if not isinstance(unit, str):
             raise SchemaError(f"{path}: key '{where}.unit' = {unit!r} must be a string")
         parsed.append(Feature(name=item["name"], unit=unit, minimum=minimum, maximum=maximum, fill=fill))
+
     names = [f.name for f in parsed]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise SchemaError(f"{path}: key 'input.features' names {duplicates[0]!r} twice; feature names must be unique")
-    values["features"] = tuple(parsed)
-    return values
+    return tuple(parsed)
 
 
 @dataclass(frozen=True)
@@ -223,7 +235,6 @@ class AppPlan:
 
 def plan_app(schema: AppSchema, inputs: list[TensorSpec], outputs: list[tuple[int | None, ...]], model_path: Path) -> AppPlan:
     """Check the schema against the model's one input and one output; ``SchemaError`` if they disagree."""
-    path = schema.path
     if len(inputs) != 1 or len(outputs) != 1:
         raise SchemaError(f"{model_path}: the model has {len(inputs)} input(s) and {len(outputs)} output(s); the "
                           "app takes one of each, so convert without --app and build the page around the model yourself")
@@ -235,8 +246,26 @@ def plan_app(schema: AppSchema, inputs: list[TensorSpec], outputs: list[tuple[in
     if len(output_shape) != 2 or output_shape[1] is None:
         raise SchemaError(f"{model_path}: the output has shape {list(output_shape)}; the app shows outputs of shape "
                           "[batch, values], so convert without --app")
-    width = int(output_shape[1])
-    task = schema.task or ("regression" if not schema.labels else "binary" if width == 1 else "multiclass")
+    task, labels, targets = _plan_output(schema, int(output_shape[1]))
+
+    shape = spec.shape
+    if schema.input_kind == "tabular":
+        if len(shape) != 2 or shape[1] != len(schema.features):
+            raise SchemaError(f"{schema.path}: key 'input.features' lists {len(schema.features)} features but the "
+                              f"model's input '{spec.name}' has shape {list(shape)}; list one name per input column")
+        return AppPlan(schema, task, labels, targets, None, tuple((f.minimum, f.maximum) for f in schema.features))
+    image = _plan_image(schema, spec, model_path)
+    return AppPlan(schema, task, labels, targets, image, (schema.value_range,))
+
+
+def _plan_output(schema: AppSchema, width: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    path = schema.path
+    task = schema.task
+    if not task:
+        if not schema.labels:
+            task = "regression"
+        else:
+            task = "binary" if width == 1 else "multiclass"
     labels, targets = schema.labels, schema.targets
     if task == "binary":
         if width != 1:
@@ -251,27 +280,26 @@ def plan_app(schema: AppSchema, inputs: list[TensorSpec], outputs: list[tuple[in
             raise SchemaError(f"{path}: key 'labels' has {len(labels)} names but the model outputs {width} values; "
                               "list one name per output value")
     else:
-        targets = targets or (("value",) if width == 1 else tuple(f"output {i}" for i in range(width)))
+        if not targets:
+            targets = ("value",) if width == 1 else tuple(f"output {i}" for i in range(width))
         if len(targets) != width:
             raise SchemaError(f"{path}: key 'targets' has {len(targets)} names but the model outputs {width} values")
+    return task, labels, targets
+
+
+def _plan_image(schema: AppSchema, spec: TensorSpec, model_path: Path) -> dict[str, Any]:
     shape = spec.shape
-    if schema.input_kind == "tabular":
-        if len(shape) != 2 or shape[1] != len(schema.features):
-            raise SchemaError(f"{path}: key 'input.features' lists {len(schema.features)} features but the model's "
-                              f"input '{spec.name}' has shape {list(shape)}; list one name per input column")
-        return AppPlan(schema, task, labels, targets, None, tuple((f.minimum, f.maximum) for f in schema.features))
     if len(shape) != 4 or None in shape[1:]:
-        raise SchemaError(f"{path}: input.kind is image but the model's input '{spec.name}' has shape {list(shape)}; "
-                          "an image input has shape [batch, height, width, channels]")
+        raise SchemaError(f"{schema.path}: input.kind is image but the model's input '{spec.name}' has shape "
+                          f"{list(shape)}; an image input has shape [batch, height, width, channels]")
     size = tuple(int(d) for d in shape[1:])
     for key, given, actual in zip(("height", "width", "channels"), schema.image_size, size):
         if given is not None and given != actual:
-            raise SchemaError(f"{path}: key 'input.{key}' = {given} but the model's input has {key} {actual}")
+            raise SchemaError(f"{schema.path}: key 'input.{key}' = {given} but the model's input has {key} {actual}")
     if size[2] not in (1, 3):
         raise SchemaError(f"{model_path}: the image input has {size[2]} channels; the app draws grayscale (1) or RGB (3)")
-    image = {"height": size[0], "width": size[1], "channels": size[2], "range": list(schema.value_range),
-             "ink": schema.ink}
-    return AppPlan(schema, task, labels, targets, image, (schema.value_range,))
+    return {"height": size[0], "width": size[1], "channels": size[2], "range": list(schema.value_range),
+            "ink": schema.ink}
 
 
 def raw_inputs(plan: AppPlan, batch: np.ndarray) -> list[Any]:

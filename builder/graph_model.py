@@ -8,7 +8,7 @@
   backend rejects it ("_FusedMatMul only supports rank-1 bias"). Each such node becomes
   ``MatMul`` followed by ``AddV2`` and the fused activation, under the original node name.
 * Identical constants are stored once. An unrolled recurrent layer reads its kernels once per
-  time step, and the frozen graph holds one copy per step.
+  time step, and the frozen graph contains one copy per step.
 * The weights are then quantized and sharded by ``tensorflowjs.write_weights``, the function the
   converter's own --quantize_* and --weight_shard_size_bytes flags use.
 
@@ -37,7 +37,7 @@ FUSED_ACTIVATIONS = ("Relu", "Relu6", "Elu", "Sigmoid", "Tanh", "LeakyRelu")
 
 @dataclass
 class GraphRewrite:
-    """What ``rewrite_graph_model`` changed."""
+    """The changes ``rewrite_graph_model`` made: the split nodes and the number of removed constants."""
 
     split_nodes: list[str]
     removed_constants: int

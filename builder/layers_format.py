@@ -212,7 +212,7 @@ def _short(value: Any) -> str:
 
 @dataclass
 class Context:
-    """What a layer handler needs beyond the layer's own configuration."""
+    """The Keras major version of the source and, when writing, the loaded model."""
 
     keras_major: int
     loaded: LoadedModel | None = None

@@ -8,6 +8,7 @@ tfjs-layers, as an application would load them. The page and the models are serv
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -38,9 +39,9 @@ PAGE_TIMEOUT_MS = 60_000
 class Artifact:
     """A converted model to check, with the inputs to feed it and the outputs Python expects.
 
-    ``inputs`` are fed in order; for a graph model each name is a tensor name from model.json's
-    signature, for a layers model the order is model.inputs'. ``outputs`` name what the page
-    requests (graph: tensor names) and ``labels`` what messages call them.
+    ``inputs`` are fed in order. For a graph model each name is a tensor name from model.json's
+    signature, and for a layers model the order is that of model.inputs. ``outputs`` are the
+    names the page fetches (tensor names for a graph model), ``labels`` the names in messages.
     """
 
     kind: str
@@ -86,6 +87,7 @@ def check_page() -> Path:
     """Bundle the check page once per process into a temporary folder and return that folder."""
     check_web_packages()
     folder = Path(tempfile.mkdtemp(prefix="webml-check-page-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     completed = subprocess.run([node_executable(), str(WEB_DIR / "build-check.mjs"), str(folder)],
                                capture_output=True, text=True, timeout=300, check=False)
     if completed.returncode != 0:
@@ -115,7 +117,7 @@ def max_abs_difference(actual: np.ndarray, expected: np.ndarray) -> float:
 def _request(artifact: Artifact) -> dict[str, Any]:
     inputs = []
     for name, values in artifact.inputs:
-        dtype = "float32" if values.dtype.kind == "f" else "bool" if values.dtype.kind == "b" else "int32"
+        dtype = {"f": "float32", "b": "bool"}.get(values.dtype.kind, "int32")
         inputs.append({"name": name, "shape": list(values.shape), "dtype": dtype,
                        "values": values.reshape(-1).tolist()})
     return {"format": artifact.kind, "url": artifact.url, "inputs": inputs, "outputs": artifact.outputs}
@@ -123,7 +125,9 @@ def _request(artifact: Artifact) -> dict[str, Any]:
 
 def check_artifacts(artifacts: list[Artifact], *, backends: tuple[str, ...] = CHECK_BACKENDS,
                     reporter: Reporter = SILENT, browser: Any = None) -> list[ParityCheck]:
-    """Load every artifact on every backend in Chromium and compare with ``expected``; never raises on a mismatch.
+    """Load every artifact on every backend in Chromium and compare with ``expected``.
+
+    A mismatch or a model that fails to load becomes a failed check, not an exception.
 
     ``browser`` is a Playwright browser to open the pages in; None launches Chromium for this call.
     """

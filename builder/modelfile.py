@@ -1,9 +1,9 @@
 """Model files that ``webml convert`` reads: format detection, layer checks and loading.
 
-The format comes from the file's own bytes, never from its name: a zip archive with a
-``config.json`` is a Keras 3 ``.keras`` file, a file with the HDF5 signature and a
-``model_config`` attribute is a Keras ``.h5`` file (written by Keras 2 or by Keras 3's legacy
-saver), and a folder with ``saved_model.pb`` is a TensorFlow SavedModel. Detection and the layer
+The format comes from the file's own bytes, never from its name. A zip archive with a
+``config.json`` is a Keras 3 ``.keras`` file. A file with the HDF5 signature and a
+``model_config`` attribute is a Keras ``.h5`` file, written by Keras 2 or by Keras 3's legacy
+saver. A folder with ``saved_model.pb`` is a TensorFlow SavedModel. Detection and the layer
 checks read only the model's JSON configuration, so a file webml cannot use is rejected before
 TensorFlow is imported.
 """
@@ -41,6 +41,9 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 HDF5_MAX_SUPERBLOCK_OFFSET = 1 << 20
 # Classes that hold other layers: their configs list sublayers that the checks visit too.
 MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model"})
+# Layers that tf_keras' functional API creates for TensorFlow ops called on Keras tensors; they
+# are not in tf_keras.layers but tf_keras loads them without custom objects.
+TF_KERAS_OP_LAYERS = frozenset({"TFOpLambda", "SlicingOpLambda"})
 WRAPPER_KEYS = ("layer", "backward_layer", "cell")
 SAVED_MODEL_FIX = ("export a SavedModel with model.export(DIR) in the program that defines it and run "
                    "`webml convert DIR` (graph model only)")
@@ -81,7 +84,7 @@ class LayerEntry:
 
 
 def detect_format(path: Path) -> ModelSource:
-    """Detect the model format of ``path`` from its content; ``ModelFileError`` if it is none of them."""
+    """Detect the model format of ``path`` from its content; raise ``ModelFileError`` for anything else."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: file or folder not found; pass a .keras file, a .h5 file or a SavedModel folder")
@@ -215,7 +218,7 @@ def check_lambda_layers(source: ModelSource) -> None:
 def check_custom_layers(source: ModelSource, builtin: frozenset[str]) -> None:
     """Reject a file with a layer or model class that neither Keras nor tf_keras provides.
 
-    ``builtin`` holds the class names of the Keras that will load the file; an entry with a
+    ``builtin`` contains the class names of the Keras that will load the file. An entry with a
     ``module`` (Keras 3 archives) is built in when that module is part of Keras.
     """
     top = source.config or {}
@@ -298,10 +301,14 @@ def builtin_classes(framework: str) -> frozenset[str]:
     """Class names that the given Keras (``keras`` or ``tf_keras``) can deserialize without custom objects."""
     if framework == "tf_keras":
         import tf_keras as module
+
+        extra = TF_KERAS_OP_LAYERS
     else:
         import keras as module
+
+        extra = frozenset()
     names = {name for name in dir(module.layers) if name[:1].isupper()}
-    return frozenset(names | MODEL_CLASSES)
+    return frozenset(names | MODEL_CLASSES | extra)
 
 
 def load(source: ModelSource) -> LoadedModel:

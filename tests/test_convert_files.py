@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from builder import convert_app, graph_model, layers_format, modelfile
-from builder.convert_model import generate_inputs
+from builder.convert_prepare import generate_inputs
 from builder.errors import ModelFileError, UsageError
 from builder.model_check import max_abs_difference
 from builder.modelfile import ModelSource, TensorSpec
