@@ -108,7 +108,8 @@ def load_schema(path: Path) -> AppSchema:
         raise SchemaError(f"{path}: invalid TOML ({exc}); fix the syntax at that line") from exc
     for key in raw:
         if key not in TOP_KEYS:
-            raise SchemaError(f"{path}: unknown key '{key}'{_suggest(key, TOP_KEYS)}; the keys are listed in docs/convert.md")
+            raise SchemaError(f"{path}: unknown key '{key}'{_suggest(key, TOP_KEYS)}; the keys are listed in "
+                              "docs/convert.md")
 
     values: dict[str, Any] = {}
     for key in ("title", "short_name", "description", "unit"):
@@ -122,7 +123,8 @@ def load_schema(path: Path) -> AppSchema:
         values["language"] = raw["language"]
     if "theme_color" in raw:
         if not isinstance(raw["theme_color"], str) or not COLOR_PATTERN.match(raw["theme_color"]):
-            raise SchemaError(f"{path}: key 'theme_color' = {raw['theme_color']!r} is invalid; use a colour such as \"#1f5fbf\"")
+            raise SchemaError(f"{path}: key 'theme_color' = {raw['theme_color']!r} is invalid; use a colour such as "
+                              "\"#1f5fbf\"")
         values["theme_color"] = raw["theme_color"]
 
     if "task" in raw:
@@ -233,7 +235,8 @@ class AppPlan:
     ranges: tuple[tuple[float, float], ...]
 
 
-def plan_app(schema: AppSchema, inputs: list[TensorSpec], outputs: list[tuple[int | None, ...]], model_path: Path) -> AppPlan:
+def plan_app(schema: AppSchema, inputs: list[TensorSpec], outputs: list[tuple[int | None, ...]],
+             model_path: Path) -> AppPlan:
     """Check the schema against the model's one input and one output; ``SchemaError`` if they disagree."""
     if len(inputs) != 1 or len(outputs) != 1:
         raise SchemaError(f"{model_path}: the model has {len(inputs)} input(s) and {len(outputs)} output(s); the "

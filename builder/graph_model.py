@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Activations that the converter fuses into _FusedMatMul, by the op name TF.js runs separately.
 FUSED_ACTIVATIONS = ("Relu", "Relu6", "Elu", "Sigmoid", "Tanh", "LeakyRelu")
+# A GraphDef's node list as model.json stores it: one dict per node, protobuf JSON field names.
+Nodes = list[dict[str, Any]]
 
 
 @dataclass
@@ -48,7 +50,7 @@ def _fused_ops(node: dict[str, Any]) -> list[str]:
     return [base64.b64decode(item).decode("ascii") for item in encoded]
 
 
-def split_fused_matmuls(nodes: list[dict[str, Any]], shapes: dict[str, list[int]]) -> tuple[list[dict[str, Any]], list[str]]:
+def split_fused_matmuls(nodes: Nodes, shapes: dict[str, list[int]]) -> tuple[Nodes, list[str]]:
     """Split every ``_FusedMatMul`` whose addend is not a 1-D constant; return the new node list and the split names."""
     by_name = {node["name"]: node for node in nodes}
     result: list[dict[str, Any]] = []
@@ -81,7 +83,7 @@ def split_fused_matmuls(nodes: list[dict[str, Any]], shapes: dict[str, list[int]
     return result, split
 
 
-def deduplicate_constants(nodes: list[dict[str, Any]], weights: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+def deduplicate_constants(nodes: Nodes, weights: list[dict[str, Any]]) -> tuple[Nodes, list[dict[str, Any]], int]:
     """Keep one of each set of identical top-level constants and point the other readers at it."""
     data = {entry["name"]: entry["data"] for entry in weights}
     keep: dict[tuple[str, tuple[int, ...], str], str] = {}
@@ -116,7 +118,7 @@ def _renamed(reference: str, replaced: dict[str, str]) -> str:
 
 
 def rewrite_graph_model(source: Path, target: Path, *, quantization: str | None, shard_bytes: int) -> GraphRewrite:
-    """Write the converter's float32 graph model in ``source`` to ``target`` repaired, deduplicated, quantized and sharded."""
+    """Write the converter's float32 graph model in ``source`` to ``target``: repaired, deduplicated, quantized, sharded."""
     from tensorflowjs import read_weights, write_weights
 
     manifest = json.loads((source / "model.json").read_text())

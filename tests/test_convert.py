@@ -116,11 +116,16 @@ def _build_keras3_models(folder: Path) -> None:
     vectorize.adapt(["a b c", "b c d", "hello world"])
     text = keras.Input((1,), dtype="string", name="text")
     x = keras.layers.GlobalAveragePooling1D(name="pool")(keras.layers.Embedding(20, 3, name="embed")(vectorize(text)))
-    _save(keras.Model(text, keras.layers.Dense(1, name="score")(x)), folder, "text", formats=("keras", "savedmodel"))
+    # Keras 3 writes this model to .h5 too, though without the vocabulary: the file fails to
+    # predict after loading, but its graph still shows the string ops.
+    _save(keras.Model(text, keras.layers.Dense(1, name="score")(x)), folder, "text")
 
-    stack = keras.Sequential([keras.Input((3,), name="x"), keras.layers.Dense(4, activation="tanh", name="d1"),
-                              keras.layers.Dropout(0.5, name="drop"), keras.layers.Dense(2, activation="softmax", name="d2")],
-                             name="stack")
+    stack = keras.Sequential([
+        keras.Input((3,), name="x"),
+        keras.layers.Dense(4, activation="tanh", name="d1"),
+        keras.layers.Dropout(0.5, name="drop"),
+        keras.layers.Dense(2, activation="softmax", name="d2"),
+    ], name="stack")
     _save(stack, folder, "sequential", formats=("keras",))
 
     series = keras.Input((6, 3), name="series")
@@ -279,7 +284,8 @@ def test_layers_json_has_keras2_form(conversions):
 
 def test_normalization_becomes_two_rescalings(conversions):
     result = conversions.ok("tabular.keras", layers=True)
-    layers = json.loads((result.output / "layers" / "model.json").read_text())["modelTopology"]["model_config"]["config"]["layers"]
+    manifest = json.loads((result.output / "layers" / "model.json").read_text())
+    layers = manifest["modelTopology"]["model_config"]["config"]["layers"]
     by_name = {layer["name"]: layer for layer in layers}
     assert by_name["normalize_center"]["class_name"] == "Rescaling"
     assert by_name["normalize"]["class_name"] == "Rescaling"
@@ -347,12 +353,14 @@ def test_float16_quantization(conversions):
     ("lambda.h5", {}, "layer 'affine' is a Lambda layer"),
     ("text.keras", {}, "input 'text' takes strings and the graph uses ops that TF.js 4.22 does not implement: "
                        "StringLower, StringSplitV2"),
+    ("text.h5", {}, "input 'text' takes strings and the graph uses ops that TF.js 4.22 does not implement: "
+                    "StringLower, StringSplitV2"),
     ("text_savedmodel", {}, "input 'text' takes strings and the graph uses ops that TF.js 4.22 does not implement: "
                             "StringLower, StringSplitV2"),
     ("gru_reset_after.keras", {"layers": True}, "layer 'gru_default' (GRU) uses reset_after=True"),
     ("variable_length.keras", {}, "layer 'lstm' (LSTM) runs over a sequence of variable length"),
     ("cnn_savedmodel", {"layers": True}, "a SavedModel holds a TensorFlow graph, not Keras layers"),
-], ids=["custom-keras", "custom-h5", "lambda-keras", "lambda-h5", "text-keras", "text-savedmodel", "gru-layers",
+], ids=["custom-keras", "custom-h5", "lambda-keras", "lambda-h5", "text-keras", "text-h5", "text-savedmodel", "gru-layers",
         "variable-length", "savedmodel-layers"])
 def test_convert_rejects_before_writing(conversions, model, options, message):
     error = conversions.error(model, **options)
@@ -479,7 +487,8 @@ def test_image_app_renders_around_cnn(zoo, tmp_path, browser):
     result = convert_model(zoo / "cnn.keras", tmp_path / "shapes", ConvertOptions(app_schema=schema), browser=browser)
     app = result.report["app"]
     assert app["passed"], app
-    assert {check["name"] for check in app["checks"]} >= {"parity on wasm", "parity on cpu", "works offline (server stopped)"}
+    names = {check["name"] for check in app["checks"]}
+    assert names >= {"parity on wasm", "parity on cpu", "works offline (server stopped)"}
     metadata = json.loads((tmp_path / "shapes" / "metadata.json").read_text())
     assert metadata["input"]["image"] == {"height": 8, "width": 8, "channels": 1, "range": [0.0, 255.0], "ink": False}
     assert len(metadata["golden"][0]["input"]) == 64

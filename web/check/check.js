@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {getThreadsCount, setWasmPaths} from '@tensorflow/tfjs-backend-wasm';
 
-const state = {ready: false, backend: null, error: null};
+const state = {ready: false, backend: null};
 
 /** Make ``name`` the current backend; returns {name, threads}. */
 async function start(name) {
