@@ -22,7 +22,7 @@ from . import convert, optimize, render, report as report_module, site as site_m
 from .bundle import bundle_app
 from .data import load_dataset
 from .errors import ParityError, VerificationError
-from .graphmodel import load_graph_model
+from .graph_model import load_graph_model
 from .output import recover, replace_dir, staging_dir
 from .progress import SILENT, Reporter
 from .spec import Spec

@@ -118,6 +118,26 @@ def _add_monitor(commands: Any) -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary as JSON to PATH")
 
 
+def _add_convert(commands: Any) -> None:
+    parser = commands.add_parser("convert", help="convert a Keras or TensorFlow model to TF.js and check it in Chromium",
+                                 description="Convert a Keras 3 .keras file, a Keras .h5 file or a SavedModel folder "
+                                             "to a TF.js graph model (and a layers model), and check in Chromium "
+                                             "that it predicts what Python predicts.")
+    parser.add_argument("model", type=Path, help="a .keras file, a .h5 file or a SavedModel folder")
+    parser.add_argument("-o", "--output", type=Path, help="output folder (default: dist/NAME)")
+    parser.add_argument("--format", choices=("graph", "layers"), default="graph",
+                        help="graph: a graph model only (default); layers: a tfjs-layers model as well, for fine-tuning")
+    parser.add_argument("--quantize", choices=("float16", "uint16", "uint8"),
+                        help="store the weights in this dtype (default: float32)")
+    parser.add_argument("--shard-bytes", type=int, default=4 * 1024 * 1024, metavar="BYTES",
+                        help="maximum size of one weight file in bytes (default: 4194304)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, metavar="X",
+                        help="maximum absolute difference between the TF.js and the Python outputs (default: 0.0001)")
+    parser.add_argument("--samples", type=int, default=8, metavar="N", help="number of generated inputs to compare (default: 8)")
+    parser.add_argument("--app", type=Path, metavar="SCHEMA",
+                        help="also render the web app, described by this TOML schema (see docs/convert.md)")
+
+
 def make_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, description="Build, test and serve browser apps for Keras models with TensorFlow.js.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and tracebacks")
@@ -128,6 +148,7 @@ def make_parser() -> ArgumentParser:
     _add_test(commands)
     _add_serve(commands)
     _add_monitor(commands)
+    _add_convert(commands)
     return parser
 
 
@@ -246,7 +267,30 @@ def cmd_monitor(args: argparse.Namespace, reporter: TerminalReporter) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "test": cmd_test, "serve": cmd_serve, "monitor": cmd_monitor}
+
+
+def cmd_convert(args: argparse.Namespace, reporter: TerminalReporter) -> int:
+    from .convert_model import ConvertOptions, convert_model, default_output
+
+    output = args.output or default_output(args.model)
+    options = ConvertOptions(layers=args.format == "layers", quantization=args.quantize or "float32",
+                             shard_bytes=args.shard_bytes, tolerance=args.tolerance, samples=args.samples,
+                             app_schema=args.app)
+    result = convert_model(args.model, output, options, reporter=reporter)
+    for warning in result.warnings:
+        reporter.warn(warning)
+    verification = result.report["verification"]
+    artifacts = " and ".join(f"{kind} model ({info['bytes'] / 1024:.0f} KiB)"
+                             for kind, info in result.report["artifacts"].items())
+    seconds = result.report["timings_seconds"]["total"]
+    print(f"converted {args.model} into {output} in {seconds:.1f} s: {artifacts}; {len(result.checks)} browser checks "
+          f"passed, max |diff| {verification['max_abs_diff']:.2e} <= {verification['tolerance']:g}")
+    if result.report["app"] is not None:
+        print(f"  serve:  webml serve {output}   (then open http://127.0.0.1:8000/)")
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "test": cmd_test, "serve": cmd_serve, "convert": cmd_convert, "monitor": cmd_monitor}
 
 
 def _quiet_tensorflow(verbose: bool) -> None:

@@ -184,9 +184,9 @@ def make_variants(saved_model: Path, float32_dir: Path, out_root: Path, names: l
 
     ``float32_dir`` holds the float32 conversion whose weight names and values drive the plans.
     """
-    from .graphmodel import read_graph_weights
+    from .graph_model import read_graph_weights
 
-    _, weights = read_graph_weights(float32_dir)
+    weights = read_graph_weights(float32_dir)
     prefix = "pruned-" if pruned else ""
     variants = []
     for quantization in names:
@@ -200,7 +200,7 @@ def make_variants(saved_model: Path, float32_dir: Path, out_root: Path, names: l
         else:
             graph = convert.convert_saved_model(saved_model, directory, quantization=quantization_patterns(plans),
                                                 shard_bytes=shard_bytes)
-        _, shipped = read_graph_weights(directory)
+        shipped = read_graph_weights(directory)
         missing = set(weights) - set(shipped)
         if missing:
             raise ConversionError(f"{directory}: the quantized model lacks weights {sorted(missing)[:3]}")

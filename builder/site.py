@@ -156,7 +156,7 @@ def build_metadata(spec: Spec, split: Split, reference: Any, model_info: dict[st
     """Assemble metadata.json.
 
     Golden outputs come from ``reference``, a callable over encoded inputs: the shipped graph model
-    run in Python (``builder.graphmodel``), so a quantized model is compared with itself.
+    run in Python (``builder.graph_model``), so a quantized model is compared with itself.
     """
     inputs = golden_inputs(spec, split)
     outputs = reference(encode_raw(split, split.preprocessing, inputs))

@@ -8,6 +8,7 @@ precached file; with the server stopped, a reload still shows the app and predic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -142,8 +143,12 @@ def predict_golden(page: Any, site: Site) -> list[list[float]]:
 
 
 def verify_site(dist: Path, *, backends: list[str] | None = None, tolerance: float | None = None,
-                offline: bool = True, screenshot: Path | None = None, reporter: Reporter = SILENT) -> VerifyReport:
-    """Run every browser check on a built folder and return the report (never raises on a failed check)."""
+                offline: bool = True, screenshot: Path | None = None, reporter: Reporter = SILENT,
+                browser: Any = None) -> VerifyReport:
+    """Run every browser check on a built folder and return the report (never raises on a failed check).
+
+    ``browser`` is a Playwright browser to check in; None launches Chromium for this call.
+    """
     site = load_site(dist)
     metadata = site.metadata
     tolerance = metadata["verify"]["tolerance"] if tolerance is None else tolerance
@@ -154,8 +159,8 @@ def verify_site(dist: Path, *, backends: list[str] | None = None, tolerance: flo
     server = AppServer(site.root).start()
     report.url = server.url
     try:
-        with launch() as browser:
-            context = browser.new_context(viewport={"width": 1000, "height": 900}, locale="en-US")
+        with contextlib.nullcontext(browser) if browser is not None else launch() as active:
+            context = active.new_context(viewport={"width": 1000, "height": 900}, locale="en-US")
             try:
                 _run_checks(site, server, context, report, to_check, required, tolerance, offline, screenshot, reporter)
             finally:

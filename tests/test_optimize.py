@@ -114,7 +114,7 @@ def fragile_digits():
 @pytest.mark.slow
 def test_fragile_model_does_not_get_blind_uint8(fragile_digits):
     from builder import build, convert, tasks
-    from builder.graphmodel import load_graph_model
+    from builder.graph_model import load_graph_model
 
     spec, training = fragile_digits
     split = training.split
