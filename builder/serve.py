@@ -52,6 +52,7 @@ class AppRequestHandler(http.server.SimpleHTTPRequestHandler):
     server_version = "webml"
     sys_version = ""
     isolate = True
+    csp = True
     post_handlers: dict[str, Callable[[AppRequestHandler, bytes], tuple[int, dict[str, Any]]]] = {}
     max_body_bytes = 256 * 1024
 
@@ -105,7 +106,8 @@ class AppRequestHandler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Cross-Origin-Resource-Policy", "same-origin")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY + "; frame-ancestors 'none'")
+        if self.csp:
+            self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY + "; frame-ancestors 'none'")
         self.send_header("Cache-Control", NO_CACHE)
         if self.path.split("?")[0].endswith("/sw.js"):
             self.send_header("Service-Worker-Allowed", "./")
@@ -177,9 +179,12 @@ class AppServer:
     """A threaded HTTP server for one folder; use as a context manager or call start/stop."""
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, *, isolate: bool = True,
-                 post_handlers: dict[str, Callable] | None = None, max_body_bytes: int = 256 * 1024) -> None:
+                 post_handlers: dict[str, Callable] | None = None, max_body_bytes: int = 256 * 1024,
+                 csp: bool = True) -> None:
+        """Serve ``root``; ``csp=False`` omits the app's Content-Security-Policy header (for pages
+        that are not webml apps, such as the benchmarks' baseline page)."""
         handler = type("BoundHandler", (AppRequestHandler,), {
-            "root": Path(os.path.realpath(root)), "isolate": isolate,
+            "root": Path(os.path.realpath(root)), "isolate": isolate, "csp": csp,
             "post_handlers": dict(post_handlers or {}), "max_body_bytes": max_body_bytes,
         })
         self.httpd = _TrackingServer((host, port), handler)
