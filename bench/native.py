@@ -12,13 +12,13 @@ import numpy as np
 def latency(model_dir: Path, batch: np.ndarray, runs: int) -> float:
     """Median milliseconds of one call of the graph model's TensorFlow function, readback included.
 
-    The function is the converted graph run in TensorFlow (``builder.graphmodel``): a concrete
+    The function is the converted graph run in TensorFlow (``builder.graph_model``): a concrete
     ``tf.function`` of exactly the shipped model, called directly rather than through
     ``model.predict`` and its per-call set-up.
     """
     import tensorflow as tf
 
-    from builder.graphmodel import load_graph_model
+    from builder.graph_model import load_graph_model
 
     runner = load_graph_model(model_dir)
     x = tf.constant(batch, dtype=tf.float32)

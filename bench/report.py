@@ -96,7 +96,7 @@ def render_markdown(results: dict[str, Any], targets: dict[str, float]) -> str:
     out += ["## Browser latency against native TensorFlow", "",
             "Browser: `webml.predict` in the app's page (encoding, inference and reading the result back). "
             "Native: the same converted graph as a TensorFlow concrete function, called directly "
-            "(`builder/graphmodel.py`), reading the result back.", ""]
+            "(`builder/graph_model.py`), reading the result back.", ""]
     for name, rows in results["latency"].items():
         out += [f"### {name}", "", "| backend | batch | browser | native | browser / native | threads |",
                 "| --- | --- | --- | --- | --- | --- |"]
