@@ -190,7 +190,7 @@ def convert_candidates(spec: Spec, training: TrainingResult, work: Path,
 
 
 def measure_and_select(spec: Spec, training: TrainingResult, candidates: list[optimize.Variant], staging: Path,
-                       backends: list[str], reporter: Reporter = SILENT) -> dict[str, Any]:
+                       backends: list[str], reporter: Reporter = SILENT, browser: Any = None) -> dict[str, Any]:
     """Measure every variant on the test set in Chromium and pick the one to ship.
 
     ``staging`` must already hold the bundled app (``bundle_app``); it receives a provisional site
@@ -213,7 +213,8 @@ def measure_and_select(spec: Spec, training: TrainingResult, candidates: list[op
         variant.python_metric = tasks.score(task, split.y_test, outputs, spec.task.threshold)[split.head.primary_metric]
     backend = "wasm" if "wasm" in backends else backends[0]
     measured = verify.measure_models(staging, {v.name: f"variants/{v.name}/model.json" for v in candidates},
-                                     site_module.test_inputs(split), backend=backend, reporter=reporter)
+                                     site_module.test_inputs(split), backend=backend, reporter=reporter,
+                                     browser=browser)
     float32_outputs = np.asarray(measured["float32"], dtype=np.float64)
     for variant in candidates:
         outputs = np.asarray(measured[variant.name], dtype=np.float64)

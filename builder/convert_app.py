@@ -328,7 +328,7 @@ def write_app(staging: Path, plan: AppPlan, *, name: str, model_info: dict[str, 
 
     schema = plan.schema
     title = schema.title or name
-    bundle_app(staging, list(APP_BACKENDS), kernels=None)
+    bundle = bundle_app(staging, list(APP_BACKENDS), staging / "model")
     raws = raw_inputs(plan, inputs)
     golden = [{"input": raw, "output": [float(v) for v in np.asarray(out).reshape(-1)]} for raw, out in zip(raws, outputs)]
     if plan.image is not None:
@@ -354,4 +354,5 @@ def write_app(staging: Path, plan: AppPlan, *, name: str, model_info: dict[str, 
     render.render_index(staging, metadata, schema.description)
     render.write_manifest(staging, metadata, schema.short_name or title[:12], schema.description, "#ffffff")
     render.write_icons(staging, title, schema.theme_color)
-    return render.write_service_worker(staging, name)
+    render.write_theme(staging, schema.theme_color)
+    return render.write_service_worker(staging, name, bundle.wasm_files)

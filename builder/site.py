@@ -57,7 +57,8 @@ def golden_inputs(spec: Spec, split: Split) -> list[Any]:
     if numeric:
         rows.append({**rows[0], **{name: None for name in numeric}})
     if categorical:
-        rows.append({**rows[0], **{name: UNSEEN_VALUE for name in categorical}})
+        # On top of the all-numerics-missing row when there is one: blanks and an unseen value together.
+        rows.append({**rows[-1], **{name: UNSEEN_VALUE for name in categorical}})
         rows.append({**rows[0], **{name: None for name in categorical}})
     rows.append(_form_text_row(form_source, encoder_json))
     return rows

@@ -346,17 +346,18 @@ def _check_offline(page: Any, server: AppServer, site: Site, report: VerifyRepor
 
 
 def measure_models(root: Path, models: dict[str, str], raw_inputs: list[Any], backend: str = "wasm",
-                   reporter: Reporter = SILENT) -> dict[str, list[list[float]]]:
+                   reporter: Reporter = SILENT, browser: Any = None) -> dict[str, list[list[float]]]:
     """Predict ``raw_inputs`` in Chromium with each graph model (name → URL under ``root``).
 
     The page's own encoding and runtime are used (``window.webml.evaluateModel``), on ``backend``.
+    ``browser`` is a Playwright browser to measure in; None launches Chromium for this call.
     Raises ``VerificationError`` when the page or a model fails.
     """
     from .errors import VerificationError
 
     results: dict[str, list[list[float]]] = {}
-    with AppServer(root) as server, launch() as browser:
-        context = browser.new_context()
+    with AppServer(root) as server, contextlib.nullcontext(browser) if browser is not None else launch() as active:
+        context = active.new_context()
         try:
             page = context.new_page()
             watch = PageWatch(page)

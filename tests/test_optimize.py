@@ -112,7 +112,7 @@ def fragile_digits():
 
 
 @pytest.mark.slow
-def test_fragile_model_does_not_get_blind_uint8(fragile_digits):
+def test_fragile_model_does_not_get_blind_uint8(fragile_digits, browser):
     from builder import build, convert, tasks
     from builder.graph_model import load_graph_model
 
@@ -131,8 +131,9 @@ def test_fragile_model_does_not_get_blind_uint8(fragile_digits):
         from builder.bundle import bundle_app
 
         (work / "site").mkdir()
-        bundle_app(work / "site", ["wasm", "cpu"], None, select_kernels=False)
-        result = build.measure_and_select(spec, training, candidates, work / "site", ["wasm", "cpu"])
+        float32 = next(v for v in candidates if v.name == "float32")
+        bundle_app(work / "site", ["wasm", "cpu"], float32.directory)
+        result = build.measure_and_select(spec, training, candidates, work / "site", ["wasm", "cpu"], browser=browser)
         record = result["record"]
         variants = {v["name"]: v for v in record["variants"]}
         assert variants["uint8"]["protected_tensors"][0]["name"] == tensor.name
