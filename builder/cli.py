@@ -181,7 +181,10 @@ def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
         checks = f", {passed} browser checks passed" + (f" ({skipped} skipped)" if skipped else "")
     print(f"built {output} in {seconds:.1f} s: test {metrics['primary_metric']} {metrics['test_primary']:.4f}{checks}")
     optimization = result.report.get("optimization")
-    if optimization:
+    if optimization and optimization.get("ab"):
+        print("  models: A/B test, " + ", ".join(f"{v['id']} = {v['name']} for {v['share']:.0%} of clients"
+                                               for v in optimization["ab"]["variants"]))
+    elif optimization:
         shipped = next(v for v in optimization["variants"] if v["selected"])
         print(f"  model:  {shipped['name']}, {shipped['bytes']['raw'] / 1024:.1f} KiB ({shipped['bytes']['gzip'] / 1024:.1f} KiB gzip), "
               f"{optimization['metric']} {shipped['browser_metric']:.4f} measured in Chromium")
