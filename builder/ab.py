@@ -42,7 +42,7 @@ def shipped_variants(spec: Spec, candidates: list[Variant], chosen: Variant) -> 
 def ab_metadata(spec: Spec, split: Split, shipped: list[tuple[str, Variant, dict[str, Any], Any]]) -> dict[str, Any]:
     """Describe the A/B variants for metadata.json.
 
-    ``shipped`` holds (id, variant, model info as in metadata.json's ``model``, Python reference).
+    ``shipped`` contains (id, variant, model info as in metadata.json's ``model``, Python reference).
     """
     inputs = site_module.golden_inputs(spec, split)
     encoded = site_module.encode_raw(split, split.preprocessing, inputs)

@@ -170,6 +170,26 @@ def test_build_ships_statistics_and_variants(ab_app):
         "id": "b", "name": "uint8", "share": SPLIT, "within_budget": True, "directory": "model-b"}
 
 
+def test_webml_test_checks_each_variant(ab_app, tmp_path):
+    import shutil
+
+    from builder.render import write_service_worker
+    from builder.verify import load_site
+
+    copy = tmp_path / "iris-ab"
+    shutil.copytree(ab_app, copy)
+    wasm_files = {f["variant"]: f["url"] for f in load_site(ab_app).precache["files"] if "variant" in f}
+    metadata = metadata_of(copy)
+    golden = metadata["ab"]["variants"][1]["golden"]
+    golden[0] = list(reversed(golden[0]))
+    (copy / "metadata.json").write_text(json.dumps(metadata))
+    write_service_worker(copy, metadata["name"], wasm_files)
+    result = run_webml("test", str(copy), "--no-offline", "--backend", "cpu", "--screenshot", str(tmp_path / "s.png"))
+    assert result.returncode == 1
+    assert "PASSED   parity on cpu, variant a (float32)" in result.stdout
+    assert "FAILED   parity on cpu, variant b (uint8)" in result.stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # Drift
 

@@ -457,7 +457,8 @@ export class Monitor {
       result.waiting = reports.length - result.sent - result.rejected.length;
       return result;
     };
-    // Flushes run one after another, so one report is never sent twice at the same time.
+    // Flushes of this page run one after another, so the page never sends one report twice at once.
+    // Another tab may send it too; the collector stores a report id once.
     const previous = this.flushing || Promise.resolve();
     const next = previous.catch(() => {}).then(run);
     this.flushing = next;

@@ -146,7 +146,7 @@ function answerFields(output, predicted) {
   return [classField(output, predicted)];
 }
 
-/** A number field for regression target ``i``. */
+/** Build the number field for regression target ``i``. */
 function valueField(output, target, i) {
   const wrapper = document.createElement('div');
   wrapper.className = 'field';
@@ -168,7 +168,7 @@ function valueField(output, target, i) {
   return wrapper;
 }
 
-/** One checkbox per label, the predicted labels checked. */
+/** Build one checkbox per label, with the predicted labels checked. */
 function labelsFieldset(output, predicted) {
   const fieldset = document.createElement('fieldset');
   const legend = document.createElement('legend');
@@ -192,7 +192,7 @@ function labelsFieldset(output, predicted) {
   return fieldset;
 }
 
-/** A select of the classes other than the predicted one: a correction names another class. */
+/** Build a select of the classes other than the predicted one, because a correction names another class. */
 function classField(output, predicted) {
   const wrapper = document.createElement('div');
   wrapper.className = 'field';
