@@ -446,6 +446,7 @@ export class Monitor {
           result.sent += 1;
         } else if (response.status >= 400 && response.status < 500 && !RETRY_STATUSES.has(response.status)) {
           const error = await errorText(response);
+          // NOTE: the counts of a rejected report are lost to the collector (they stay in the panel).
           console.warn(`[webml:report-rejected] report ${report.id}: HTTP ${response.status}: ${error}`);
           await this.dropReport(report.id);
           result.rejected.push({id: report.id, status: response.status, error});
