@@ -2,7 +2,8 @@
 
 Stages: load the data, train (baseline, validation, final model, test), export and convert the
 model, bundle the runtime, render the site, verify it in Chromium, write the report, and swap
-the new folder in. Nothing replaces the previous output until every stage has passed.
+the new folder in. Nothing replaces the previous output until every stage has passed. An A/B
+build (``app.ab_variants``) installs two model variants instead of the selected one (builder/ab.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import convert, optimize, render, report as report_module, site as site_module, tasks, verify
+from . import ab, convert, optimize, render, report as report_module, site as site_module, tasks, verify
 from .bundle import bundle_app
 from .data import load_dataset
 from .errors import ParityError, VerificationError
@@ -118,14 +119,20 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
 
             timer.start("optimize", f"measuring {len(candidates)} model variant(s) in Chromium")
             optimization = measure_and_select(spec, training, candidates, staging, backends, reporter)
-            chosen = optimization["chosen"]
-            _install_model(chosen.directory, chosen.files, staging / "model")
+            shipped = ab.shipped_variants(spec, candidates, optimization["chosen"])
+            for variant_id, variant in shipped:
+                _install_model(variant.directory, variant.files, staging / ab.MODEL_DIRS[variant_id])
 
             timer.start("render", "rendering the site")
-            reference = load_graph_model(staging / "model")
-            _check_against_keras(spec, training, reference, chosen)
-            model_info = _model_info(staging / "model", chosen)
+            installed = _describe_shipped(spec, training, staging, shipped)
+            _, _, model_info, reference = installed[0]
             metadata = site_module.build_metadata(spec, training.split, reference, model_info, backends)
+            if len(installed) > 1:
+                metadata["ab"] = ab.ab_metadata(spec, training.split, installed)
+                optimization["record"]["ab"] = ab.ab_record(spec, shipped)
+                training.warnings.extend(ab.budget_warnings(shipped, optimization["record"]["metric"]))
+                reporter.detail("A/B: " + ", ".join(f"{variant_id} = {variant.name}" for variant_id, variant in shipped)
+                                + f", {spec.app.ab_split:.0%} of clients on b")
             _render_site(spec, staging, metadata)
             precache = render.write_service_worker(staging, spec.name, bundle.wasm_files)
 
@@ -238,6 +245,22 @@ def measure_and_select(spec: Spec, training: TrainingResult, candidates: list[op
     return {"chosen": chosen, "record": record}
 
 
+def _describe_shipped(spec: Spec, training: TrainingResult, staging: Path,
+                      shipped: list[tuple[str, optimize.Variant]]) -> list[tuple[str, optimize.Variant, dict[str, Any], Any]]:
+    """Load each installed model as its Python reference, check it, and describe it for metadata.json.
+
+    Returns (id, variant, model info, reference) per shipped variant, variant "a" first.
+    """
+    installed = []
+    for variant_id, variant in shipped:
+        directory = staging / ab.MODEL_DIRS[variant_id]
+        reference = load_graph_model(directory)
+        _check_against_keras(spec, training, reference, variant)
+        info = _model_info(directory, variant, f"{ab.MODEL_DIRS[variant_id]}/model.json")
+        installed.append((variant_id, variant, info, reference))
+    return installed
+
+
 def _install_model(source: Path, files: list[str], target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
@@ -246,10 +269,10 @@ def _install_model(source: Path, files: list[str], target: Path) -> None:
         shutil.copy2(source / name, target / name)
 
 
-def _model_info(directory: Path, variant: optimize.Variant) -> dict[str, Any]:
+def _model_info(directory: Path, variant: optimize.Variant, url: str = "model/model.json") -> dict[str, Any]:
     graph = convert.describe_graph_model(directory)
     return {
-        "url": "model/model.json",
+        "url": url,
         "format": "graph-model",
         "sha256": model_files_digest(directory, graph.files),
         "bytes": sum((directory / f).stat().st_size for f in graph.files),

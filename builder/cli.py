@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -180,7 +181,10 @@ def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
         checks = f", {passed} browser checks passed" + (f" ({skipped} skipped)" if skipped else "")
     print(f"built {output} in {seconds:.1f} s: test {metrics['primary_metric']} {metrics['test_primary']:.4f}{checks}")
     optimization = result.report.get("optimization")
-    if optimization:
+    if optimization and optimization.get("ab"):
+        print("  models: A/B test, " + ", ".join(f"{v['id']} = {v['name']} for {v['share']:.0%} of clients"
+                                               for v in optimization["ab"]["variants"]))
+    elif optimization:
         shipped = next(v for v in optimization["variants"] if v["selected"])
         print(f"  model:  {shipped['name']}, {shipped['bytes']['raw'] / 1024:.1f} KiB ({shipped['bytes']['gzip'] / 1024:.1f} KiB gzip), "
               f"{optimization['metric']} {shipped['browser_metric']:.4f} measured in Chromium")
@@ -249,7 +253,9 @@ def cmd_monitor(args: argparse.Namespace, reporter: TerminalReporter) -> int:
     for s in summaries:
         latency = f"{s.mean_latency_ms:.1f} ms" if s.mean_latency_ms is not None else "n/a"
         accuracy = f"{s.feedback_accuracy:.1%} of {s.feedback_total}" if s.feedback_accuracy is not None else "no feedback"
-        shift = f"{s.prediction_psi:.3f}" if s.prediction_psi is not None else "n/a"
+        shift = "n/a"
+        if s.prediction_psi is not None:
+            shift = f"{s.prediction_psi:.3f} (limit {s.prediction_limit:.3f})" + (" SHIFT" if s.prediction_shift else "")
         print(f"{s.app} variant {s.variant} (model {s.model[:12]}): {s.predictions} predictions from {s.clients} "
               f"client(s) in {s.reports} report(s); mean latency {latency}; feedback accuracy {accuracy}; "
               f"prediction PSI {shift}")
@@ -258,10 +264,12 @@ def cmd_monitor(args: argparse.Namespace, reporter: TerminalReporter) -> int:
             continue
         if s.features:
             width = max(len(f.name) for f in s.features)
-            print(f"  {'feature'.ljust(width)}  samples     PSI      KS  missing")
+            print(f"  {'feature'.ljust(width)}  inputs     PSI   limit      KS   limit  missing")
             for f in sorted(s.features, key=lambda f: -f.psi):
                 flag = "  DRIFT" if f.drifted else ""
-                print(f"  {f.name.ljust(width)}  {f.samples:7d}  {f.psi:6.3f}  {f.ks:6.3f}  {f.missing_rate:7.1%}{flag}")
+                ks = f"{f.ks:6.3f}  {f.ks_limit:6.3f}" if math.isfinite(f.ks_limit) else f"{'n/a':>6}  {'':6}"
+                print(f"  {f.name.ljust(width)}  {f.samples:6d}  {f.psi:6.3f}  {f.psi_limit:6.3f}  {ks}  "
+                      f"{f.missing_rate:7.1%}{flag}")
     if args.json:
         args.json.write_text(json.dumps([s.to_json() for s in summaries], indent=1) + "\n")
     return 0

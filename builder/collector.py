@@ -3,7 +3,9 @@
 The app sends counts, never raw inputs: per-feature bin counts, prediction counts, latency sums
 and feedback tallies for one client and one model variant. A report is validated against a strict
 shape (known keys only, bounded sizes, finite non-negative numbers); a malformed or oversized one
-is rejected with HTTP 400 or 413 and a reason. A report is acknowledged (HTTP 200) only after its
+is rejected with HTTP 400 or 413 and a reason. A report for a model whose build was registered
+(``webml serve DIST --collect DB`` registers DIST) must also name only that build's features,
+with its number of bins. A report is acknowledged (HTTP 200) only after its
 SQLite transaction has committed with ``synchronous=FULL``, so an acknowledged report survives a
 crash. Each report carries a client-generated id; a retried report is stored once.
 """
@@ -116,6 +118,34 @@ def validate_report(data: Any) -> dict[str, Any]:
     return data
 
 
+def check_against_monitor(report: dict[str, Any], monitor: dict[str, Any]) -> None:
+    """Raise ``ReportError`` unless the report's features and bins match a build's training statistics."""
+    expected = {feature["name"]: len(feature["expected"]) for feature in monitor["features"]}
+    for name, feature in report.get("features", {}).items():
+        if name not in expected:
+            raise ReportError(f"report.features has unknown feature '{name}' for model {report['model'][:12]}")
+        bins = len(feature.get("bins", []))
+        if bins != expected[name]:
+            raise ReportError(f"report.features['{name}'].bins has {bins} bins; model {report['model'][:12]} "
+                              f"has {expected[name]}")
+    predictions = monitor["predictions"]
+    slots = len(predictions["labels"]) + 1 if predictions["kind"] == "labels" else len(predictions["expected"])
+    counts = len(report.get("predictions", {}).get("counts", []))
+    if counts not in (0, slots):
+        raise ReportError(f"report.predictions.counts has {counts} entries; model {report['model'][:12]} has {slots}")
+
+
+def monitors_by_model(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Map each model digest of a build (both A/B variants) to its training statistics."""
+    monitor = metadata.get("monitor")
+    if not monitor:
+        return {}
+    result = {metadata["model"]["sha256"]: monitor}
+    for variant in metadata.get("ab", {}).get("variants", []):
+        result[variant["sha256"]] = {**monitor, "predictions": variant.get("predictions", monitor["predictions"])}
+    return result
+
+
 class Collector:
     """Stores monitoring reports in one SQLite file; safe to call from the server's threads."""
 
@@ -126,17 +156,16 @@ class Collector:
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=FULL")
         self.connection.executescript(SCHEMA_SQL)
+        self.monitors = {(app, model): json.loads(monitor)
+                         for app, model, monitor in self.connection.execute("SELECT app, model, monitor FROM apps")}
 
     def register_app(self, metadata: dict[str, Any]) -> None:
-        """Store the training statistics of a served app, for ``webml monitor``."""
-        monitor = metadata.get("monitor")
-        if not monitor:
-            return
-        models = [metadata["model"]["sha256"]] + [v["sha256"] for v in metadata.get("ab", {}).get("variants", [])]
+        """Store the training statistics of a served app, for validation and ``webml monitor``."""
         with self.lock:
-            for model in models:
+            for model, monitor in monitors_by_model(metadata).items():
                 self.connection.execute("INSERT OR REPLACE INTO apps (app, model, monitor) VALUES (?, ?, ?)",
                                         (metadata["name"], model, json.dumps(monitor)))
+                self.monitors[(metadata["name"], model)] = monitor
 
     def store(self, body: bytes) -> tuple[int, dict[str, Any]]:
         """Validate and store one report; returns (HTTP status, JSON answer)."""
@@ -144,9 +173,14 @@ class Collector:
             return 413, {"error": f"report over {MAX_REPORT_BYTES} bytes"}
         try:
             report = validate_report(json.loads(body.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            monitor = self.monitors.get((report["app"], report["model"]))
+            if monitor is not None:
+                check_against_monitor(report, monitor)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            log.info("rejected a monitoring report: invalid JSON (%s)", exc)
             return 400, {"error": f"invalid JSON: {exc}"}
         except ReportError as exc:
+            log.info("rejected a monitoring report: %s", exc)
             return 400, {"error": str(exc)}
         with self.lock:
             try:

@@ -1,13 +1,15 @@
 """``webml monitor DB``: drift summaries from collected monitoring reports.
 
 Reports are summed per app, model and variant; each feature's summed bin counts are compared with
-the training histogram that ``webml serve --collect`` stored for that model (see builder/stats.py
-for PSI and the binned KS distance).
+the training histogram that ``webml serve --collect`` stored for that model, with the same rule
+as the app's monitoring panel (see builder/stats.py for PSI, the binned KS distance and when a
+feature counts as drifted).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +23,15 @@ from .errors import UsageError
 
 @dataclass
 class FeatureDrift:
+    """One feature's drift summed over a variant's reports (see ``stats.feature_drift``)."""
+
     name: str
     samples: int
     missing_rate: float
     psi: float
     ks: float
+    psi_limit: float
+    ks_limit: float
     drifted: bool
 
 
@@ -41,6 +47,8 @@ class VariantSummary:
     feedback_total: int
     feedback_wrong: int
     prediction_psi: float | None
+    prediction_limit: float | None = None
+    prediction_shift: bool = False
     features: list[FeatureDrift] = field(default_factory=list)
     known_model: bool = True
 
@@ -49,10 +57,15 @@ class VariantSummary:
         return 1 - self.feedback_wrong / self.feedback_total if self.feedback_total else None
 
     def to_json(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["features"] = [f.__dict__ for f in self.features]
+        data = _finite(dict(self.__dict__))
+        data["features"] = [_finite(dict(f.__dict__)) for f in self.features]
         data["feedback_accuracy"] = self.feedback_accuracy
         return data
+
+
+def _finite(data: dict[str, Any]) -> dict[str, Any]:
+    """Replace infinite limits (nothing counted, or KS of a categorical feature) with None for JSON."""
+    return {key: None if isinstance(value, float) and math.isinf(value) else value for key, value in data.items()}
 
 
 def summarize(path: Path) -> list[VariantSummary]:
@@ -90,17 +103,23 @@ def _summarize_group(key: tuple[str, str, str], reports: list[tuple[str, dict[st
     thresholds = monitor["thresholds"]
     prediction_counts = _sum_lists(r.get("predictions", {}).get("counts", []) for _, r in reports)
     if prediction_counts:
-        summary.prediction_psi = stats.prediction_counts_psi(monitor["predictions"], prediction_counts)
+        shift = stats.prediction_shift(monitor["predictions"], prediction_counts, thresholds)
+        summary.prediction_psi = shift["psi"]
+        summary.prediction_limit = shift["limit"]
+        summary.prediction_shift = shift["shifted"]
     for feature in monitor["features"]:
-        bins = _sum_lists(r.get("features", {}).get(feature["name"], {}).get("bins", []) for _, r in reports)
-        missing = sum(r.get("features", {}).get(feature["name"], {}).get("missing", 0) for _, r in reports)
-        if not bins or len(bins) != len(feature["expected"]):
+        slots = [r.get("features", {}).get(feature["name"], {}) for _, r in reports]
+        bins = _sum_lists(slot.get("bins", []) for slot in slots)
+        missing = sum(slot.get("missing", 0) for slot in slots)
+        if not bins:
+            bins = [0.0] * len(feature["expected"])
+        if len(bins) != len(feature["expected"]):
+            # The collector rejects such reports for registered models; older rows may still have them.
             continue
-        samples = int(sum(bins))
-        psi = stats.psi(feature["expected"], bins)
-        ks = stats.binned_ks(feature["expected"], bins) if feature["kind"] == "numeric" else 0.0
-        drifted = samples >= thresholds["min_samples"] and (psi > thresholds["psi"] or ks > thresholds["ks"])
-        summary.features.append(FeatureDrift(feature["name"], samples, missing / max(samples + missing, 1), psi, ks, drifted))
+        drift = stats.feature_drift(feature, bins, missing, thresholds, len(monitor["features"]))
+        summary.features.append(FeatureDrift(feature["name"], drift["samples"], drift["missing_rate"], drift["psi"],
+                                             drift["ks"], drift["psi_limit"], drift["ks_limit"],
+                                             drift["drifted"]))
     return summary
 
 

@@ -31,6 +31,8 @@ BACKENDS = ("wasm", "webgl", "webgpu", "cpu")
 LANGUAGES = ("auto", "en", "zh-TW")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 COLOR_PATTERN = re.compile(r"^#[0-9a-fA-F]{6}$")
+# A URL path without scheme or host: letters, digits and the characters paths usually contain.
+COLLECT_PATH_PATTERN = re.compile(r"^[A-Za-z0-9/._~-]+$")
 
 
 def _choices(*values: str) -> dict[str, Any]:
@@ -145,7 +147,9 @@ class AppSpec:
     background_color: str = "#ffffff"
     backends: tuple[str, ...] = field(default=("wasm", "webgpu", "webgl", "cpu"), metadata=_choices(*BACKENDS))
     examples: int = field(default=5, metadata=_range(0, 50))
+    # Two optimize variants (such as "float32" and "uint8") to ship side by side; empty ships one.
     ab_variants: tuple[str, ...] = ()
+    # Share of clients assigned to the second of ab_variants.
     ab_split: float = field(default=0.5, metadata=_range(0.0, 1.0))
 
 
@@ -296,6 +300,8 @@ def _check_cross_keys(spec: Spec) -> None:
         raise SpecError(
             f"{where}: key 'optimize.variants' must include \"float32\", the reference the other variants are measured against"
         )
+    _check_ab_variants(spec)
+    _check_collect_url(spec)
     if not spec.verify.backends:
         raise SpecError(f"{where}: key 'verify.backends' is empty; list at least one of {', '.join(BACKENDS)}")
     for range_key in ("dropout", "l1", "l2", "learning_rate"):
@@ -314,6 +320,31 @@ def _check_cross_keys(spec: Spec) -> None:
         values = getattr(getattr(spec, section), key)
         if not values or any(v < 1 for v in values):
             raise SpecError(f"{where}: key '{list_key}' = {list(values)} must list positive integers")
+
+
+def _check_ab_variants(spec: Spec) -> None:
+    names = spec.app.ab_variants
+    if not names:
+        return
+    where = spec.path
+    if len(names) != 2 or names[0] == names[1]:
+        raise SpecError(f"{where}: key 'app.ab_variants' = {list(names)} must name two different model variants, "
+                        "such as [\"float32\", \"uint8\"]")
+    built = list(spec.optimize.variants)
+    if spec.optimize.pruning_sparsity > 0:
+        built += [f"pruned-{name}" for name in spec.optimize.variants]
+    for name in names:
+        if name not in built:
+            raise SpecError(f"{where}: key 'app.ab_variants' names {name!r}, which this build does not make"
+                            f"{_suggest(name, built)}; use names from optimize.variants ({', '.join(built)})")
+
+
+def _check_collect_url(spec: Spec) -> None:
+    url = spec.monitor.collect_url
+    # The page's Content-Security-Policy allows connections to its own origin only.
+    if url and (not COLLECT_PATH_PATTERN.match(url) or url.startswith("//")):
+        raise SpecError(f"{spec.path}: key 'monitor.collect_url' = {url!r} is invalid; use a path on the app's own "
+                        "origin such as \"/api/monitor\" (the page may connect to no other origin)")
 
 
 def _build_section(cls: type, table: dict[str, Any], path: Path, section: str) -> Any:

@@ -4,6 +4,8 @@ The app is served by ``AppServer`` on 127.0.0.1; Playwright drives Chromium. The
 loads with no console error and no request to another origin; golden inputs predict what Python
 predicted, on every backend that starts; the service worker controls the page and holds every
 precached file; with the server stopped, a reload still shows the app and predicts correctly.
+An A/B build has each of its two model variants checked against its own golden outputs on every
+backend.
 """
 
 from __future__ import annotations
@@ -129,17 +131,37 @@ def wait_ready(page: Any, timeout_ms: int = READY_TIMEOUT_MS) -> dict[str, Any]:
     }""")
 
 
-def golden_difference(site: Site, outputs: list[list[float]]) -> float:
-    expected = np.asarray([g["output"] for g in site.metadata["golden"]], dtype=np.float64)
+def ab_variants(metadata: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """List the A/B variants of a build (metadata.json ``ab``), or [None] for a build with one model."""
+    return list(metadata["ab"]["variants"]) if metadata.get("ab") else [None]
+
+
+def golden_outputs(metadata: dict[str, Any], variant_id: str | None = None) -> list[list[float]]:
+    """Return Python's outputs for the golden inputs: the primary model's, or A/B variant ``variant_id``'s."""
+    if variant_id is None or not metadata.get("ab"):
+        return [g["output"] for g in metadata["golden"]]
+    return next(v["golden"] for v in metadata["ab"]["variants"] if v["id"] == variant_id)
+
+
+def golden_difference(site: Site, outputs: list[list[float]], variant_id: str | None = None) -> float:
+    expected = np.asarray(golden_outputs(site.metadata, variant_id), dtype=np.float64)
     actual = np.asarray(outputs, dtype=np.float64)
     if actual.shape != expected.shape:
         return math.inf
     return float(np.abs(actual - expected).max())
 
 
-def predict_golden(page: Any, site: Site) -> list[list[float]]:
+def predict_golden(page: Any, site: Site, variant_id: str | None = None) -> list[list[float]]:
+    """Predict the golden inputs in the page: with the model the page runs, or with A/B variant ``variant_id``."""
     inputs = [g["input"] for g in site.metadata["golden"]]
-    return page.evaluate("inputs => window.webml.predict(inputs)", inputs)
+    if variant_id is None:
+        return page.evaluate("inputs => window.webml.predict(inputs)", inputs)
+    return page.evaluate("([id, inputs]) => window.webml.predictVariant(id, inputs)", [variant_id, inputs])
+
+
+def page_variant(page: Any) -> str | None:
+    """Return the id of the A/B variant the page runs, or None for a build with one model."""
+    return page.evaluate("() => (window.webml.variant && window.webml.variant.ab) ? window.webml.variant.id : null")
 
 
 def verify_site(dist: Path, *, backends: list[str] | None = None, tolerance: float | None = None,
@@ -305,23 +327,36 @@ def _check_backend(context: Any, server: AppServer, site: Site, report: VerifyRe
         if state["backend"]["name"] != name or state["how"] != "forced":
             report.add(check_name, "failed", f"?backend={name} ran on {state['backend']['name']} ({state['how']})")
             return
-        outputs = predict_golden(page, site)
-        diff = golden_difference(site, outputs)
-        backend = state["backend"]
-        data = {"max_abs_diff": diff, "inputs": len(outputs), "threads": backend.get("threads"),
-                "simd": backend.get("simd"), "variant": backend.get("variant")}
-        errors = watch.console_errors + watch.page_errors
-        if errors:
-            report.add(check_name, "failed", f"console error: {errors[0]}", errors=errors, **data)
-        elif diff <= tolerance:
-            variant = f", {backend['variant']}" if backend.get("variant") else ""
-            report.add(check_name, "passed", f"{len(outputs)} golden inputs, max |diff| {diff:.2e} ≤ {tolerance:g}"
-                       f" ({backend.get('threads')} thread(s){variant})", **data)
-        else:
-            report.add(check_name, "failed", f"max |diff| {diff:.3g} > tolerance {tolerance:g} over {len(outputs)} "
-                       "golden inputs", **data)
+        for model in ab_variants(site.metadata):
+            _check_parity(page, watch, site, report, state["backend"], tolerance, model,
+                          check_name if model is None else f"{check_name}, variant {model['id']} ({model['name']})")
     finally:
         page.close()
+
+
+def _check_parity(page: Any, watch: PageWatch, site: Site, report: VerifyReport, backend: dict[str, Any],
+                  tolerance: float, model: dict[str, Any] | None, check_name: str) -> None:
+    variant_id = model["id"] if model else None
+    try:
+        outputs = predict_golden(page, site, variant_id)
+    except Exception as exc:  # Playwright wraps page-side errors in its own Error type.
+        report.add(check_name, "failed", f"prediction failed: {str(exc).strip().splitlines()[0]}")
+        return
+    diff = golden_difference(site, outputs, variant_id)
+    data = {"max_abs_diff": diff, "inputs": len(outputs), "threads": backend.get("threads"),
+            "simd": backend.get("simd"), "variant": backend.get("variant")}
+    if model:
+        data["model"] = {"id": model["id"], "name": model["name"], "sha256": model["sha256"]}
+    errors = watch.console_errors + watch.page_errors
+    if errors:
+        report.add(check_name, "failed", f"console error: {errors[0]}", errors=errors, **data)
+    elif diff <= tolerance:
+        variant = f", {backend['variant']}" if backend.get("variant") else ""
+        report.add(check_name, "passed", f"{len(outputs)} golden inputs, max |diff| {diff:.2e} ≤ {tolerance:g}"
+                   f" ({backend.get('threads')} thread(s){variant})", **data)
+    else:
+        report.add(check_name, "failed", f"max |diff| {diff:.3g} > tolerance {tolerance:g} over {len(outputs)} "
+                   "golden inputs", **data)
 
 
 def _check_offline(page: Any, server: AppServer, site: Site, report: VerifyReport, tolerance: float) -> None:
@@ -335,7 +370,7 @@ def _check_offline(page: Any, server: AppServer, site: Site, report: VerifyRepor
     if state["state"] != "ready":
         report.add("works offline (server stopped)", "failed", f"the app failed offline: {state['error']}")
         return
-    diff = golden_difference(site, predict_golden(page, site))
+    diff = golden_difference(site, predict_golden(page, site), page_variant(page))
     if diff <= tolerance:
         report.add("works offline (server stopped)", "passed",
                    f"reloaded from the service worker and predicted {len(site.metadata['golden'])} golden inputs "

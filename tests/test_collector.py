@@ -1,4 +1,5 @@
-"""Monitoring collection: validation, storage on 127.0.0.1, and drift summaries."""
+"""Monitoring collection and drift measures: validation, storage on 127.0.0.1, PSI and KS with
+their limits, and the spec keys of monitoring and A/B builds."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ import pytest
 
 from builder import stats
 from builder.collector import REPORT_PATH, Collector, ReportError, validate_report
-from conftest import ROOT, run_webml
+from builder.errors import SpecError
+from builder.spec import load_spec
+from conftest import MODELS, ROOT, run_webml
+
+THRESHOLDS = {"psi": 0.2, "ks": 0.3, "prediction_shift": 0.2, "min_samples": 30}
 
 
 def report(**changes):
@@ -104,6 +109,128 @@ def test_numeric_bins_follow_training_deciles():
     assert abs(counts - 100).max() <= 1
 
 
+def small_metadata(model: str = "cd" * 32) -> dict:
+    """metadata.json of a made-up build: one numeric feature with 3 bins and two classes."""
+    return {"name": "toy", "model": {"sha256": model}, "monitor": {
+        "thresholds": THRESHOLDS, "collect_url": "",
+        "features": [{"name": "age", "kind": "numeric", "edges": [30.0, 50.0], "expected": [0.3, 0.4, 0.3],
+                      "missing_rate": 0.0, "train_samples": 200}],
+        "predictions": {"kind": "classes", "labels": ["no", "yes"], "expected": [0.5, 0.5], "samples": 50}}}
+
+
+def test_collector_checks_registered_bins(tmp_path):
+    collector = Collector(tmp_path / "monitor.db")
+    collector.register_app(small_metadata())
+
+    def toy(**changes):
+        return report(**{"app": "toy", "model": "cd" * 32, "features": {"age": {"bins": [1, 2, 3], "missing": 0}},
+                         "predictions": {"counts": [3, 3]}, **changes})
+
+    try:
+        assert collector.store(json.dumps(toy()).encode())[0] == 200
+        status, answer = collector.store(json.dumps(toy(features={"age": {"bins": [1, 2], "missing": 0}})).encode())
+        assert status == 400
+        assert answer["error"] == "report.features['age'].bins has 2 bins; model cdcdcdcdcdcd has 3"
+        status, answer = collector.store(json.dumps(toy(features={"height": {"bins": [1], "missing": 0}})).encode())
+        assert (status, answer["error"]) == (400, "report.features has unknown feature 'height' for model cdcdcdcdcdcd")
+        status, answer = collector.store(json.dumps(toy(predictions={"counts": [1, 2, 3]})).encode())
+        assert (status, answer["error"]) == (400, "report.predictions.counts has 3 entries; model cdcdcdcdcdcd has 2")
+        # A model no served build registered (an older version still open somewhere) is accepted.
+        assert collector.store(json.dumps(toy(model="ef" * 32, features={"x": {"bins": [1]}})).encode())[0] == 200
+    finally:
+        collector.close()
+    # The registration lasts: a new collector on the same file checks the same way.
+    reopened = Collector(tmp_path / "monitor.db")
+    try:
+        assert reopened.store(json.dumps(toy(features={"age": {"bins": [1], "missing": 0}})).encode())[0] == 400
+    finally:
+        reopened.close()
+
+
+def test_feature_drift_counts_missing_values():
+    feature = small_metadata()["monitor"]["features"][0]
+    blank = stats.feature_drift(feature, [0, 0, 0], 100, THRESHOLDS, 1)
+    assert blank["samples"] == 100
+    assert blank["missing_rate"] == 1.0
+    assert blank["ks"] == 0.0
+    assert blank["psi"] > 5
+    assert blank["drifted"] is True
+    steady = stats.feature_drift(feature, [30, 40, 30], 0, THRESHOLDS, 1)
+    # Only the pseudo-counts of the smoothing keep it above 0.
+    assert steady["psi"] < 1e-3
+    assert steady["drifted"] is False
+
+
+def test_drift_limits_follow_sample_size():
+    feature = {"name": "x", "kind": "numeric", "edges": [float(i) for i in range(1, 10)], "expected": [0.1] * 10,
+               "missing_rate": 0.0, "train_samples": 120}
+    small = stats.feature_drift(feature, [3] * 10, 0, THRESHOLDS, 4)
+    large = stats.feature_drift(feature, [10_000] * 10, 0, THRESHOLDS, 4)
+    assert small["psi_limit"] > 0.5
+    assert large["psi_limit"] == pytest.approx(
+        max(0.2, stats.chi2_upper_quantile(9, 0.0025) * (1 / 100_000 + 1 / 120)))
+    assert large["ks_limit"] == 0.3
+    # The closed-form quantiles the app repeats stay close to exact ones.
+    from scipy.stats import chi2, norm
+
+    assert stats.normal_upper_quantile(0.0025) == pytest.approx(norm.isf(0.0025), abs=5e-4)
+    for df in (1, 2, 9, 30):
+        assert stats.chi2_upper_quantile(df, 0.0025) == pytest.approx(chi2.isf(0.0025, df), rel=0.03)
+
+
+def test_no_warning_by_chance_on_training_distribution():
+    # Training and live samples drawn from one distribution: the rule warns in at most a few
+    # percent of trials, where a bare PSI threshold of 0.2 warns in most of them at n = 40.
+    rng = np.random.default_rng(11)
+    warned = bare = 0
+    trials = 400
+    for _ in range(trials):
+        training = rng.normal(size=120)
+        edges = stats.numeric_edges(training)
+        feature = {"name": "x", "kind": "numeric", "edges": edges, "missing_rate": 0.0, "train_samples": 120,
+                   "expected": stats.proportions(stats.bin_numeric(training, edges)).tolist()}
+        live = stats.bin_numeric(rng.normal(size=40), edges).tolist()
+        drift = stats.feature_drift(feature, live, 0, THRESHOLDS, 1)
+        warned += drift["drifted"]
+        bare += drift["psi"] > THRESHOLDS["psi"]
+    assert warned / trials <= 0.03
+    assert bare / trials > 0.5
+
+
+def test_prediction_shift_needs_enough_predictions():
+    predictions = small_metadata()["monitor"]["predictions"]
+    assert stats.prediction_shift(predictions, [20, 20], THRESHOLDS)["shifted"] is False
+    assert stats.prediction_shift(predictions, [2, 38], THRESHOLDS)["shifted"] is True
+    few = stats.prediction_shift(predictions, [0, 10], THRESHOLDS)
+    assert few["psi"] > THRESHOLDS["prediction_shift"]
+    assert few["shifted"] is False
+    labels = {"kind": "labels", "labels": ["a", "b"], "positive_rate": [0.5, 0.1], "samples": 100}
+    assert stats.prediction_shift(labels, [50, 10, 100], THRESHOLDS)["psi"] < 1e-3
+    assert stats.prediction_shift(labels, [50, 60, 100], THRESHOLDS)["shifted"] is True
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"app.ab_variants": ["float32"]}, "must name two different model variants"),
+    ({"app.ab_variants": ["float32", "float32"]}, "must name two different model variants"),
+    ({"app.ab_variants": ["float32", "uint9"]}, "names 'uint9', which this build does not make (did you mean 'uint8'?)"),
+    ({"app.ab_variants": ["float32", "pruned-uint8"]}, "which this build does not make"),
+    ({"monitor.collect_url": "https://collector.example/api"}, "use a path on the app's own origin"),
+    ({"monitor.collect_url": "//collector.example/api"}, "use a path on the app's own origin"),
+    ({"app.ab_split": 1.5}, "is out of range"),
+], ids=["one-variant", "same-twice", "unknown", "pruned-without-pruning", "other-origin", "scheme-relative", "split"])
+def test_spec_rejects_bad_monitoring_keys(override, message):
+    with pytest.raises(SpecError) as error:
+        load_spec(MODELS / "wine.toml", override)
+    assert message in str(error.value)
+
+
+def test_spec_accepts_ab_and_collect_path():
+    spec = load_spec(MODELS / "wine.toml", {"app.ab_variants": ["float32", "pruned-uint8"],
+                                            "optimize.pruning_sparsity": 0.5, "monitor.collect_url": "/api/monitor"})
+    assert spec.app.ab_variants == ("float32", "pruned-uint8")
+    assert spec.monitor.collect_url == "/api/monitor"
+
+
 @pytest.mark.slow
 def test_acknowledged_report_survives_kill(digits_app, tmp_path):
     database = tmp_path / "monitor.db"
@@ -122,7 +249,9 @@ def test_acknowledged_report_survives_kill(digits_app, tmp_path):
             except urllib.error.URLError:
                 time.sleep(0.1)
         metadata = json.loads((digits_app / "metadata.json").read_text())
-        good = report(model=metadata["model"]["sha256"])
+        # Bins as many as the build's own, which `serve --collect` registered.
+        bins = {f["name"]: {"bins": [4] * len(f["expected"]), "missing": 0} for f in metadata["monitor"]["features"]}
+        good = report(model=metadata["model"]["sha256"], features=bins)
         assert post(url, json.dumps(good).encode())[0] == 200
     finally:
         process.send_signal(signal.SIGKILL)

@@ -168,7 +168,7 @@ def test_spec_doc_lists_every_key_with_default():
 
     text = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
     sections = {"top": text.split("## Top level", 1)[1].split("\n## ", 1)[0]}
-    for name in ("data", "task", "validation", "model", "scale_up", "tuning", "optimize", "app", "verify"):
+    for name in ("data", "task", "validation", "model", "scale_up", "tuning", "optimize", "app", "monitor", "verify"):
         sections[name] = text.split(f"## [{name}]", 1)[1].split("\n## ", 1)[0]
     documented = {
         "top": [f for f in dataclasses.fields(Spec) if f.name in ("name", "title", "seed")],

@@ -16,19 +16,24 @@ function openDatabase() {
   });
 }
 
+// The opt-in where localStorage is unavailable; the choice then lasts for this page only.
+let keepsInputsFallback = false;
+
+/** Return whether the person opted in to keep inputs with corrections (off by default). */
 export function keepsInputs() {
   try {
     return localStorage.getItem(OPT_IN_KEY) === 'yes';
   } catch {
-    return false;
+    return keepsInputsFallback;
   }
 }
 
 export function setKeepsInputs(value) {
+  keepsInputsFallback = Boolean(value);
   try {
     localStorage.setItem(OPT_IN_KEY, value ? 'yes' : 'no');
   } catch {
-    // The choice then lasts for this page only.
+    // keepsInputsFallback keeps the choice.
   }
 }
 
@@ -42,13 +47,18 @@ export class FeedbackStore {
   async open() {
     try {
       this.db = await openDatabase();
-    } catch {
+    } catch (error) {
+      // Without IndexedDB (private mode, policies) corrections last for this page only.
+      console.warn('[webml:feedback-storage]', error && error.message);
       this.db = null;
     }
     return this;
   }
 
-  /** Store one correction; ``input`` is dropped unless the person opted in. */
+  /**
+   * Store one correction; ``input`` is dropped unless the person opted in. ``correct`` is a class
+   * label, a list of labels (multi-label) or a list of numbers, one per target (regression).
+   */
   async add({input, predicted, correct, variant, model}) {
     const record = {app: this.app, time: Date.now(), predicted, correct, variant, model, input: keepsInputs() ? input : null};
     if (!this.db) {
@@ -72,6 +82,24 @@ export class FeedbackStore {
     });
     return records.filter((r) => r.app === this.app);
   }
+
+  /** Delete this app's corrections from the device. */
+  async clear() {
+    this.memory = this.memory.filter((r) => r.app !== this.app);
+    if (!this.db) return;
+    await new Promise((resolve, reject) => {
+      const transaction = this.db.transaction(STORE, 'readwrite');
+      const request = transaction.objectStore(STORE).openCursor();
+      request.onsuccess = () => {
+        const cursor = request.result;
+        if (!cursor) return;
+        if (cursor.value.app === this.app) cursor.delete();
+        cursor.continue();
+      };
+      transaction.oncomplete = resolve;
+      transaction.onerror = () => reject(transaction.error);
+    });
+  }
 }
 
 function csvCell(value) {
@@ -81,7 +109,7 @@ function csvCell(value) {
 }
 
 /**
- * The CSV of corrections that kept their input: one column per raw input (feature names, or
+ * Build the CSV of corrections that kept their input: one column per raw input (feature names, or
  * pixel_0 … pixel_N for images) and one per target, matching builder/feedback.py.
  */
 export function correctionsCsv(metadata, records) {
@@ -97,6 +125,7 @@ export function correctionsCsv(metadata, records) {
     const values = input.kind === 'tabular' ? inputColumns.map((name) => record.input[name]) : record.input;
     let target;
     if (output.task === 'multilabel') target = output.labels.map((label) => (record.correct.includes(label) ? 1 : 0));
+    else if (output.task === 'regression') target = record.correct;
     else target = [record.correct];
     lines.push([...values, ...target].map(csvCell).join(','));
   }
