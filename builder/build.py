@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from . import ab, convert, optimize, render, report as report_module, site as site_module, tasks, verify
+from . import ab, convert, optimize, render, report as report_module, site as site_module, stage_cache, tasks, verify
 from .bundle import bundle_app
+from .cache import StageCache
 from .data import load_dataset
 from .errors import ParityError, VerificationError
 from .graph_model import load_graph_model
-from .output import recover, replace_dir, staging_dir
+from .output import check_target, recover, replace_dir, staging_dir, work_dir
 from .progress import SILENT, Reporter
 from .spec import Spec
 from .train import TrainingResult, run as run_training
@@ -74,11 +74,14 @@ def model_files_digest(directory: Path, files: list[str]) -> str:
     return digest.hexdigest()
 
 
-def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool = True) -> BuildResult:
+def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool = True,
+          cache: StageCache | None = None) -> BuildResult:
     """Build the app for ``spec`` into ``output``; raise a ``WebmlError`` subclass on failure.
 
-    In a distributed tuning worker (see ``workflow.distributed_role``) the build only runs tuning
-    trials for the chief. It then returns a result with ``worker`` set and leaves ``output`` alone.
+    With ``cache``, training and conversion results are reused when their inputs are unchanged
+    (see ``stage_cache``). In a distributed tuning worker (see ``workflow.distributed_role``) the
+    build only runs tuning trials for the chief. It then returns a result with ``worker`` set and
+    leaves ``output`` alone.
     """
     from .workflow import distributed_role, run_worker, search
 
@@ -87,6 +90,7 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
     worker = distributed_role() == "worker"
     if not worker:
         recover(output)
+        check_target(output)
 
     timer.start("data", f"loading {spec.data.source}")
     dataset = load_dataset(spec)
@@ -99,15 +103,16 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
         return BuildResult(output=output, report={}, verification=None, worker=summary)
 
     timer.start("train", "training")
-    training = run_training(spec, dataset, reporter, search=search)
+    training = stage_cache.train(spec, dataset, reporter, cache,
+                                 lambda: run_training(spec, dataset, reporter, search=search))
     reporter.detail(f"test {training.split.head.primary_metric}: {training.test_scores[training.split.head.primary_metric]:.4f}")
 
     staging = staging_dir(output)
     try:
-        with tempfile.TemporaryDirectory(prefix="webml-work-") as work_name:
-            work = Path(work_name)
+        with work_dir(output) as work:
             timer.start("convert", "exporting the SavedModel and converting it to a TF.js graph model")
-            candidates = convert_candidates(spec, training, work, reporter)
+            candidates = stage_cache.convert(spec, training, work, cache,
+                                             lambda: convert_candidates(spec, training, work, reporter), reporter)
 
             timer.start("bundle", "bundling the TF.js runtime and the app")
             # Quantization and pruning change weights, not ops, so every variant needs the kernels
@@ -152,6 +157,7 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
         timer.seconds["total"] = round(time.perf_counter() - started, 3)
         report = report_module.build_report(spec, dataset, training, metadata, precache, bundle, verification,
                                             timer.seconds, staging, optimization=optimization["record"])
+        stage_cache.annotate_report(report, training, cache, output)
         report_module.write_report(staging, report)
         replace_dir(staging, output)
     finally:

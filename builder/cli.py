@@ -1,20 +1,26 @@
 """The ``webml`` command line. This is the only module that prints or exits.
 
 Errors from the stages arrive as ``WebmlError`` subclasses and become one line on stderr with
-exit code 2 (usage) or 1 (build failure); ``-v`` adds the traceback and debug logs.
+exit code 2 (usage) or 1 (build failure); ``-v`` adds the traceback and debug logs. Any other
+exception also becomes one line, with exit code 1. Ctrl-C exits with 130 and SIGTERM with 143,
+after the running stage has removed its staging folders.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,7 +79,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with webml's one-line usage errors and exit code 2."""
 
     def error(self, message: str) -> None:
-        raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+        where = "" if self.prog == PROG else f"{self.prog}: "
+        raise UsageError(f"{where}{message}; see `{self.prog} --help`")
 
 
 def _add_build(commands: Any) -> None:
@@ -83,6 +90,9 @@ def _add_build(commands: Any) -> None:
     parser.add_argument("-o", "--output", type=Path, help="output folder (default: dist/NAME)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a spec key, e.g. --set model.epochs=20 (repeatable)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="train and convert again instead of reusing results from the cache "
+                             "(.webml-cache, or WEBML_CACHE_DIR)")
 
 
 def _add_test(commands: Any) -> None:
@@ -164,8 +174,10 @@ def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
 
     import_tensorflow()
     from .build import build
+    from .cache import StageCache, default_root
 
-    result = build(spec, output, reporter=reporter)
+    cache = None if args.no_cache else StageCache(default_root())
+    result = build(spec, output, reporter=reporter, cache=cache)
     if result.worker is not None:
         print(f"tuning worker {result.worker['tuner_id']} ran {len(result.worker['trials'])} trial(s); "
               "the chief builds the app")
@@ -188,6 +200,9 @@ def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
         shipped = next(v for v in optimization["variants"] if v["selected"])
         print(f"  model:  {shipped['name']}, {shipped['bytes']['raw'] / 1024:.1f} KiB ({shipped['bytes']['gzip'] / 1024:.1f} KiB gzip), "
               f"{optimization['metric']} {shipped['browser_metric']:.4f} measured in Chromium")
+    reused = [name for name, stage in result.report["cache"]["stages"].items() if stage["status"] == "hit"]
+    if reused:
+        print(f"  cache:  {' and '.join(reused)} reused from {result.report['cache']['directory']}; --no-cache runs them again")
     print(f"  report: {output / 'report.html'}")
     print(f"  serve:  webml serve {output}   (then open http://127.0.0.1:8000/)")
     return 0
@@ -307,24 +322,100 @@ def _quiet_tensorflow(verbose: bool) -> None:
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that cleanup code runs before the process exits."""
+
+
+# Signals received during this command. Ctrl-C also reaches Playwright's driver, which then
+# fails the page that the build is checking, so the first exception to arrive can be that
+# failure instead of KeyboardInterrupt. main() reports an interruption whenever a signal came.
+_received_signals: list[int] = []
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    _received_signals.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt()
+    raise Terminated()
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """Return one error line for an exception that no stage turned into a ``WebmlError``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        if exc.errno == errno.ENOSPC:
+            fix = "free disk space and run the command again"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = "check the permissions of that path or pick another one"
+        else:
+            fix = "check that path and run the command again"
+        return f"{where}{exc.strerror}; {fix} (-v shows the traceback)"
+    if isinstance(exc, MemoryError):
+        return ("out of memory; use a smaller model or batch (model.units, model.batch_size) "
+                "or free memory (-v shows the traceback)")
+    text = str(exc).strip().splitlines()
+    detail = f": {text[0]}" if text else ""
+    return (f"internal error ({type(exc).__name__}{detail}); rerun with -v for the traceback and report it "
+            "with the command you ran")
+
+
+def _report_signal(command: str | None, verbose: bool) -> int:
+    """Print the line for an interrupted command and return its exit code (128 + the signal)."""
+    if not verbose:
+        # Ctrl-C also stops Playwright's driver. While the interpreter shuts down, Playwright's
+        # event loop then reports the closed pipe in several ways: an asyncio log line ("Future
+        # exception was never retrieved"), a RuntimeWarning about a coroutine never awaited, or
+        # an exception ignored in a finalizer. The line printed below already says what happened.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        warnings.simplefilter("ignore")
+        sys.unraisablehook = lambda unraisable: None
+    signum = _received_signals[-1] if _received_signals else signal.SIGINT
+    word = "interrupted" if signum == signal.SIGINT else "terminated"
+    # build and convert write into a staging folder and swap it in only at the end.
+    unchanged = "; the previous output is unchanged" if command in ("build", "convert") else ""
+    print(f"{PROG}: {word}{unchanged}", file=sys.stderr)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verbose = "-v" in argv or "--verbose" in argv
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     _quiet_tensorflow(verbose)
+    command = None
+    _received_signals.clear()
+    previous = {}
+    # signal.signal works only in the main thread; a main() called from another thread keeps
+    # the default signal behaviour.
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        args = make_parser().parse_args(argv)
+        args, unknown = make_parser().parse_known_args(argv)
+        command = args.command
+        if unknown:
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}; see `{PROG} {command} --help`")
         reporter = TerminalReporter(quiet=args.quiet)
-        return COMMANDS[args.command](args, reporter)
+        return COMMANDS[command](args, reporter)
+    except (KeyboardInterrupt, Terminated):
+        return _report_signal(command, verbose)
     except WebmlError as exc:
+        if _received_signals:
+            return _report_signal(command, verbose)
         if verbose:
             traceback.print_exc()
         print(f"{PROG}: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the previous output is unchanged", file=sys.stderr)
-        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line instead of a traceback.
+        if _received_signals:
+            return _report_signal(command, verbose)
+        if verbose:
+            traceback.print_exc()
+        print(f"{PROG}: error: {describe_unexpected(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ values, normalization) happens later, on the training split only.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import re
@@ -28,6 +29,10 @@ SKLEARN_LOADERS = ("iris", "wine", "breast_cancer", "diabetes", "digits", "linne
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 # A target with more distinct integer values than this is treated as regression when the task is "auto".
 MAX_AUTO_CLASSES = 50
+INFINITIES = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+# A column whose non-missing values are at least this share numbers is numeric data with stray
+# text, not a categorical column.
+MIN_NUMERIC_SHARE = 0.9
 _UNIT_IN_NAME = re.compile(r"^(?P<name>.*?)\s*\((?P<unit>[^()]+)\)\s*$")
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -161,18 +166,26 @@ def _load_csv(spec: Spec, path: Path) -> Dataset:
     frame.columns = [str(c).strip() for c in frame.columns]
     if not spec.data.target:
         raise DataError(f"{path}: missing key 'data.target'; name the column (or columns) to predict, e.g. target = \"{frame.columns[-1]}\"")
-    for name in list(spec.data.target) + list(spec.data.drop) + list(spec.data.columns):
-        if name not in frame.columns:
-            raise DataError(f"{path}: column '{name}' not found; the columns are: {', '.join(frame.columns)}")
+    for key, names in (("data.target", spec.data.target), ("data.drop", spec.data.drop),
+                       ("data.columns", list(spec.data.columns))):
+        for name in names:
+            if name not in frame.columns:
+                suggestion = _suggest_column(name, list(frame.columns))
+                raise DataError(f"{path}: column '{name}' ({key}) not found{suggestion}; the header has: "
+                                f"{_list_columns(frame.columns)}")
     frame = frame.apply(lambda col: col.str.strip())
     targets = frame[list(spec.data.target)]
     missing_target = targets.isin(MISSING_TOKENS).any(axis=1).to_numpy()
     warnings = []
+    if len(frame) and missing_target.all():
+        raise DataError(f"{path}: every row has an empty target ({', '.join(spec.data.target)}); "
+                        "fill in the target values or point data.target at the right column")
     if missing_target.any():
         first = int(np.flatnonzero(missing_target)[0]) + 2
         warnings.append(f"{path}: dropped {int(missing_target.sum())} rows with a missing target (first at line {first})")
-        frame = frame[~missing_target].reset_index(drop=True)
-        targets = targets[~missing_target].reset_index(drop=True)
+        # The index keeps each row's position in the file, so later errors name the right line.
+        frame = frame[~missing_target]
+        targets = targets[~missing_target]
     features = frame.drop(columns=list(spec.data.target) + list(spec.data.drop))
     if features.shape[1] == 0:
         raise DataError(f"{path}: no input columns are left after removing the target and data.drop; keep at least one column")
@@ -185,7 +198,9 @@ def _load_csv(spec: Spec, path: Path) -> Dataset:
         if kind == "numeric":
             converted[name] = _parse_numeric_column(path, name, raw, is_missing)
         else:
-            converted[name] = raw.where(~is_missing, None).astype(object)
+            if name not in spec.data.columns:
+                _reject_stray_text(path, name, raw[~is_missing])
+            converted[name] = raw.where(~is_missing, None).astype(object).reset_index(drop=True)
         columns.append(Column(name=name, kind=kind, unit=spec.data.units.get(name, ""), missing=int(is_missing.sum())))
     x = pd.DataFrame(converted)
     if len(spec.data.target) == 1:
@@ -201,31 +216,54 @@ def _load_csv(spec: Spec, path: Path) -> Dataset:
 def _infer_kind(values: Any) -> str:
     if len(values) == 0:
         return "numeric"
-    return "numeric" if values.map(lambda v: bool(_DECIMAL.match(v)) or v.lower() in ("inf", "-inf", "+inf")).all() else "categorical"
+    return "numeric" if values.map(lambda v: bool(_DECIMAL.match(v)) or v.lower() in INFINITIES).all() else "categorical"
+
+
+def _reject_stray_text(path: Path, name: str, present: Any) -> None:
+    """Raise when a column inferred as categorical is almost all numbers: its text is most likely a typo.
+
+    Left alone, such a column would become one category per distinct number.
+    """
+    numeric = present.map(lambda v: bool(_DECIMAL.match(v)) or v.lower() in INFINITIES)
+    if len(present) == 0 or numeric.mean() < MIN_NUMERIC_SHARE:
+        return
+    label = numeric[~numeric].index[0]
+    raise DataError(
+        f"{path}: line {label + 2}, column '{name}': {present[label]!r} is not a number, but "
+        f"{int(numeric.sum())} of the column's {len(present)} values are; fix the value, leave it blank for a "
+        f"missing value, or declare the column categorical with data.columns.{_toml_key(name)} = \"categorical\""
+    )
 
 
 def _parse_numeric_column(path: Path, name: str, raw: Any, is_missing: Any) -> np.ndarray:
+    """Parse a column of text into floats, NaN where ``is_missing``; error lines follow ``raw``'s index."""
     values = np.full(len(raw), np.nan, dtype=np.float64)
-    for row, (text, missing) in enumerate(zip(raw.tolist(), is_missing.tolist())):
+    for row, (label, text, missing) in enumerate(zip(raw.index, raw.tolist(), is_missing.tolist())):
         if missing:
             continue
+        line = int(label) + 2
         if not _DECIMAL.match(text):
-            if text.lower() in ("inf", "+inf", "-inf", "infinity", "-infinity"):
+            if text.lower() in INFINITIES:
                 raise DataError(
-                    f"{path}: line {row + 2}, column '{name}': infinite value {text!r} cannot be learned from; "
+                    f"{path}: line {line}, column '{name}': infinite value {text!r} cannot be learned from; "
                     "replace it with a finite number or leave the cell blank to mark it missing"
                 )
             raise DataError(
-                f"{path}: line {row + 2}, column '{name}': {text!r} is not a number; fix the value, leave it blank "
+                f"{path}: line {line}, column '{name}': {text!r} is not a number; fix the value, leave it blank "
                 f"for a missing value, or declare the column categorical with data.columns.{_toml_key(name)} = \"categorical\""
             )
         values[row] = float(text)
         if not math.isfinite(values[row]):
-            raise DataError(f"{path}: line {row + 2}, column '{name}': {text!r} overflows a 64-bit float; rescale the column")
+            raise DataError(f"{path}: line {line}, column '{name}': {text!r} overflows a 64-bit float; rescale the column")
     return values
 
 
 def _parse_target(path: Path, name: str, raw: Any, task: str) -> tuple[np.ndarray, list[str] | None]:
+    infinite = raw.str.lower().isin(INFINITIES)
+    if infinite.any():
+        line = int(raw[infinite].index[0]) + 2
+        raise DataError(f"{path}: line {line}, target '{name}': infinite value {raw[infinite].iloc[0]!r} cannot be "
+                        "learned from; replace it with a finite number or remove the row")
     numeric = raw.map(lambda v: bool(_DECIMAL.match(v))).all()
     if task == "regression" or (task == "auto" and numeric and not _looks_like_classes(raw)):
         if not numeric:
@@ -417,9 +455,11 @@ def _check_dataset(spec: Spec, dataset: Dataset) -> None:
         counts = np.bincount(dataset.y, minlength=len(dataset.class_names))
         present = int((counts > 0).sum())
         if present < 2:
+            fix = ("add a sub-folder of images of another class" if dataset.input_kind == "image"
+                   else "add rows of another class or check that data.target names the column to predict")
             raise DataError(
-                f"{dataset.source}: the target has a single class ({dataset.class_names[int(np.argmax(counts))]!r}); "
-                "a classifier needs at least two classes in the data"
+                f"{dataset.source}: all {dataset.rows} rows have the same class "
+                f"({dataset.class_names[int(np.argmax(counts))]!r}), so there is nothing to learn; {fix}"
             )
         if dataset.task == "binary" and len(dataset.class_names) != 2:
             raise DataError(
@@ -438,6 +478,19 @@ def _check_dataset(spec: Spec, dataset: Dataset) -> None:
         for column in dataset.columns:
             if column.missing == dataset.rows:
                 raise DataError(f"{dataset.source}: column '{column.name}' has no values at all; remove it with data.drop")
+
+
+def _suggest_column(name: str, columns: list[str]) -> str:
+    match = difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
+    if not match:
+        match = [c for c in columns if c.lower() == name.lower()]
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _list_columns(columns: Any, limit: int = 20) -> str:
+    names = [str(c) for c in columns]
+    listed = ", ".join(names[:limit])
+    return listed + (f", … ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _toml_key(name: str) -> str:

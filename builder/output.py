@@ -4,17 +4,26 @@ A build writes into a staging folder next to the target and swaps it in only aft
 passed. On Linux the swap is one ``renameat2(RENAME_EXCHANGE)`` call, so at every instant the
 target is either the complete old build or the complete new one. Elsewhere two renames are used
 and a build that dies between them is repaired by ``recover`` at the start of the next build.
+
+Staging and scratch folders carry the process id in their names (``.NAME.staging-PID``,
+``.NAME.work-PID``). A build that is killed cannot remove them, so ``recover`` removes those whose
+process no longer runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import json
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,21 @@ def staging_dir(target: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def work_dir(target: Path) -> Iterator[Path]:
+    """Yield a scratch folder next to ``target`` for files that are not part of the output
+    (SavedModels, converted variants), and remove it afterwards."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = target.parent / f".{target.name}.work-{os.getpid()}"
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _old_dir(target: Path) -> Path:
     return target.parent / f".{target.name}.old"
 
@@ -45,10 +69,35 @@ def recover(target: Path) -> None:
         else:
             log.warning("restoring %s from %s left by an interrupted build", target, old)
             os.rename(old, target)
-    for stale in target.parent.glob(f".{target.name}.staging-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
+    for pattern in (f".{target.name}.staging-*", f".{target.name}.work-*"):
+        for stale in target.parent.glob(pattern):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _process_alive(int(pid)):
+                log.info("removing %s left by an interrupted build", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def check_target(target: Path) -> None:
+    """Raise ``UsageError`` unless ``target`` is absent, an empty folder or an earlier webml build.
+
+    A build replaces its whole output folder, so pointing ``--output`` at a folder of other files
+    would delete them. A webml build is recognized by its metadata.json.
+    """
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise UsageError(f"{target}: exists and is not a folder; pick another --output")
+    if any(target.iterdir()) and not _written_by_webml(target):
+        raise UsageError(f"{target}: a folder that `webml build` did not write (no metadata.json from webml), "
+                         "which the build would replace; pick another --output or remove the folder")
+
+
+def _written_by_webml(folder: Path) -> bool:
+    try:
+        metadata = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("generator") == "webml"
 
 
 def _process_alive(pid: int) -> bool:

@@ -13,6 +13,7 @@ import logging
 import os
 import posixpath
 import socket
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -38,6 +39,12 @@ MIME_TYPES = {
 }
 MAX_URL_BYTES = 8 * 1024
 MAX_HEADER_COUNT = 100
+# Seconds a connection may stay silent (while sending a request or between requests) before the
+# server closes it, so that stalled clients do not hold threads forever.
+IDLE_TIMEOUT_SECONDS = 30.0
+# Connections the kernel queues before the server accepts them; Python's default of 5 makes a
+# burst of page loads wait for TCP retransmissions. Linux caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 512
 # Files whose content changes between builds under the same name: browsers must revalidate them.
 # Everything else is revalidated too ("no-cache" keeps it cached but checked); the service worker
 # is what makes the app fast and offline, not the HTTP cache.
@@ -55,12 +62,16 @@ class AppRequestHandler(http.server.SimpleHTTPRequestHandler):
     csp = True
     post_handlers: dict[str, Callable[[AppRequestHandler, bytes], tuple[int, dict[str, Any]]]] = {}
     max_body_bytes = 256 * 1024
+    # StreamRequestHandler applies this as the socket timeout of each connection.
+    timeout = IDLE_TIMEOUT_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, directory=str(self.root), **kwargs)
 
     def parse_request(self) -> bool:
         if len(self.raw_requestline) > MAX_URL_BYTES:
+            # send_error logs the request line and end_headers reads the path; parse_request sets both.
+            self.requestline = self.request_version = self.command = self.path = ""
             self.send_error(414, "Request-URI too long")
             return False
         if not super().parse_request():
@@ -77,7 +88,11 @@ class AppRequestHandler(http.server.SimpleHTTPRequestHandler):
         resolved path (symlinks followed) must stay inside the root.
         """
         path = urllib.parse.urlsplit(path).path
-        decoded = urllib.parse.unquote(path, errors="strict")
+        try:
+            decoded = urllib.parse.unquote(path, errors="strict")
+        except UnicodeDecodeError:
+            # Percent-escapes that are not UTF-8, such as the overlong "%c0%ae" for ".".
+            return str(self.root / ".webml-rejected")
         if "\x00" in decoded or "\\" in decoded:
             return str(self.root / ".webml-rejected")
         parts = [p for p in posixpath.normpath(decoded).split("/") if p and p not in (".", "..")]
@@ -149,11 +164,20 @@ class _TrackingServer(http.server.ThreadingHTTPServer):
     """A threaded server that remembers open connections so that ``stop`` can cut them."""
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
         self.connections: set[Any] = set()
         self.connections_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback on stderr; a client that disconnects early or times out
+        # is routine for a server, so it becomes one log line.
+        error = sys.exc_info()[1]
+        log.info("%s: request failed: %s: %s", client_address[0], type(error).__name__, error)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
@@ -180,12 +204,13 @@ class AppServer:
 
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0, *, isolate: bool = True,
                  post_handlers: dict[str, Callable] | None = None, max_body_bytes: int = 256 * 1024,
-                 csp: bool = True) -> None:
+                 csp: bool = True, idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
         """Serve ``root``; ``csp=False`` omits the app's Content-Security-Policy header (for pages
-        that are not webml apps, such as the benchmarks' baseline page)."""
+        that are not webml apps, such as the benchmarks' baseline page). ``idle_timeout`` is in
+        seconds."""
         handler = type("BoundHandler", (AppRequestHandler,), {
             "root": Path(os.path.realpath(root)), "isolate": isolate, "csp": csp,
-            "post_handlers": dict(post_handlers or {}), "max_body_bytes": max_body_bytes,
+            "post_handlers": dict(post_handlers or {}), "max_body_bytes": max_body_bytes, "timeout": idle_timeout,
         })
         self.httpd = _TrackingServer((host, port), handler)
         self.thread: threading.Thread | None = None

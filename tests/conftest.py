@@ -31,6 +31,22 @@ def build_or_fail(spec: Path, output: Path, *extra: str) -> dict:
     return json.loads((output / "report.json").read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Point the build cache at a folder of this test session, so no test reuses results from
+    another session or from the working directory's .webml-cache."""
+    from builder.cache import CACHE_DIR_ENV
+
+    folder = tmp_path_factory.mktemp("webml-cache")
+    previous = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ[CACHE_DIR_ENV]
+    else:
+        os.environ[CACHE_DIR_ENV] = previous
+
+
 @pytest.fixture(scope="session")
 def digits_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits app built from models/digits.toml, once per test session."""
