@@ -47,10 +47,12 @@ class Transfer:
 
 
 def category(path: str) -> str:
-    if path.startswith("model/"):
+    if path.startswith("model"):
         return "model"
+    if path.endswith(".wasm"):
+        return "runtime (WASM binary)"
     if path.startswith(("chunks/", "runtime/")) or path in ("app.js", "tf.min.js"):
-        return "runtime"
+        return "runtime (JavaScript)"
     return "app"
 
 

@@ -52,10 +52,13 @@ def _targets(results: dict[str, Any], targets: dict[str, float]) -> list[str]:
                      f"| {status(ratio <= targets[key])} | {note} |")
     transfer = results["transfer"]
     share = transfer["share_gzip"]
-    largest = max(transfer["app"]["gzip"].items(), key=lambda kv: kv[1])
+    baseline_gzip = transfer["baseline"]["total_gzip"]
+    parts = "; ".join(f"{name} {kib(size)} ({size / baseline_gzip:.0%} of the baseline)"
+                      for name, size in sorted(transfer["app"]["gzip"].items(), key=lambda kv: -kv[1]))
     lines.append(f"| first-visit transfer ≤ {targets['transfer_share']:.0%} of the full-bundle baseline | "
                  f"{share:.0%} gzip ({transfer['share_raw']:.0%} raw) | {status(share <= targets['transfer_share'])} | "
-                 f"largest part of the app's first visit: {largest[0]} {kib(largest[1])} gzip |")
+                 f"the app's first visit, gzip: {parts}. The full bundle has no WASM backend, so its binary has no "
+                 "counterpart in the baseline |")
     start = results["start"]
     lines.append(f"| offline start to first prediction ≤ {targets['offline_start_ms']:.0f} ms | {ms(start['offline_ms'])} "
                  f"| {status(start['offline_ms'] <= targets['offline_start_ms'])} | cold online start: "
