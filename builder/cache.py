@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .output import process_alive
+from .render import file_sha256
+
 log = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "WEBML_CACHE_DIR"
@@ -56,21 +59,13 @@ def digest_path(path: Path) -> str:
     """
     path = Path(path)
     if path.is_file():
-        return _file_digest(path)
+        return file_sha256(path)
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         relative = file.relative_to(path)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        digest.update(relative.as_posix().encode("utf-8") + b"\0" + bytes.fromhex(_file_digest(file)))
-    return digest.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
+        digest.update(relative.as_posix().encode("utf-8") + b"\0" + bytes.fromhex(file_sha256(file)))
     return digest.hexdigest()
 
 
@@ -198,14 +193,3 @@ class StageCache:
                 match = _TEMPORARY.match(temporary.name)
                 if match and not process_alive(int(match.group("pid"))):
                     shutil.rmtree(temporary, ignore_errors=True)
-
-
-def process_alive(pid: int) -> bool:
-    """Return whether a process with this id exists (one owned by another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -25,6 +25,17 @@ from pathlib import Path
 
 from .errors import UsageError
 
+
+def process_alive(pid: int) -> bool:
+    """Return whether a process with this id exists (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 log = logging.getLogger(__name__)
 
 _RENAME_EXCHANGE = 2
@@ -72,7 +83,7 @@ def recover(target: Path) -> None:
     for pattern in (f".{target.name}.staging-*", f".{target.name}.work-*"):
         for stale in target.parent.glob(pattern):
             pid = stale.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _process_alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 log.info("removing %s left by an interrupted build", stale)
                 shutil.rmtree(stale, ignore_errors=True)
 
@@ -98,16 +109,6 @@ def _written_by_webml(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(metadata, dict) and metadata.get("generator") == "webml"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _exchange(a: Path, b: Path) -> bool:
