@@ -59,6 +59,14 @@ def _targets(results: dict[str, Any], targets: dict[str, float]) -> list[str]:
                  f"{share:.0%} gzip ({transfer['share_raw']:.0%} raw) | {status(share <= targets['transfer_share'])} | "
                  f"the app's first visit, gzip: {parts}. The full bundle has no WASM backend, so its binary has no "
                  "counterpart in the baseline |")
+    if "cpu_only" in transfer:
+        cpu_share = transfer["cpu_only_share_gzip"]
+        mlp = results["latency"].get("digits MLP")
+        cpu_ratio = _best_ratio(mlp, "cpu") if mlp else None
+        cost = f"; its single-input latency is {cpu_ratio:.2f}× native on the cpu backend" if cpu_ratio else ""
+        lines.append(f"| the same, digits built with `app.backends = [\"cpu\"]` | {cpu_share:.0%} gzip "
+                     f"({transfer['cpu_only_share_raw']:.0%} raw) | {status(cpu_share <= targets['transfer_share'])} | "
+                     f"no WASM binary: {kib(transfer['cpu_only']['total_gzip'])} gzip in all{cost} |")
     start = results["start"]
     lines.append(f"| offline start to first prediction ≤ {targets['offline_start_ms']:.0f} ms | {ms(start['offline_ms'])} "
                  f"| {status(start['offline_ms'] <= targets['offline_start_ms'])} | cold online start: "
@@ -115,13 +123,19 @@ def render_markdown(results: dict[str, Any], targets: dict[str, float]) -> str:
     out += ["## First-visit transfer", "",
             "Every response body of a first visit, the service worker's precaching included, against a page "
             "that loads the full `tf.min.js` bundle and the float32 model. Gzip is level 9 per file.", "",
-            "| part | app raw | app gzip | baseline raw | baseline gzip |", "| --- | --- | --- | --- | --- |"]
-    for part in sorted(set(transfer["app"]["raw"]) | set(transfer["baseline"]["raw"])):
-        out.append(f"| {part} | {kib(transfer['app']['raw'].get(part, 0))} | {kib(transfer['app']['gzip'].get(part, 0))} | "
-                   f"{kib(transfer['baseline']['raw'].get(part, 0))} | {kib(transfer['baseline']['gzip'].get(part, 0))} |")
-    out.append(f"| total | {kib(transfer['app']['total_raw'])} | {kib(transfer['app']['total_gzip'])} | "
-               f"{kib(transfer['baseline']['total_raw'])} | {kib(transfer['baseline']['total_gzip'])} |")
-    out += ["", f"App / baseline: {transfer['share_raw']:.0%} raw, {transfer['share_gzip']:.0%} gzip.", ""]
+            "`cpu only` is the digits app built with `app.backends = [\"cpu\"]`.", "",
+            "| part | app raw | app gzip | cpu only raw | cpu only gzip | baseline raw | baseline gzip |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    visits = [transfer[key] for key in ("app", "cpu_only", "baseline") if key in transfer]
+    for part in sorted(set().union(*(visit["raw"] for visit in visits))):
+        out.append("| " + part + " | " + " | ".join(f"{kib(visit['raw'].get(part, 0))} | {kib(visit['gzip'].get(part, 0))}"
+                                                   for visit in visits) + " |")
+    out.append("| total | " + " | ".join(f"{kib(visit['total_raw'])} | {kib(visit['total_gzip'])}" for visit in visits) + " |")
+    out += ["", f"App / baseline: {transfer['share_raw']:.0%} raw, {transfer['share_gzip']:.0%} gzip."]
+    if "cpu_only" in transfer:
+        out[-1] += (f" CPU-only app / baseline: {transfer['cpu_only_share_raw']:.0%} raw, "
+                    f"{transfer['cpu_only_share_gzip']:.0%} gzip.")
+    out.append("")
     packages = results["builds"].get("digits", {}).get("packages_bytes")
     if packages:
         out += ["JavaScript bundled per source package (minified, before compression):", "",

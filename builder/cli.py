@@ -221,9 +221,11 @@ def cmd_test(args: argparse.Namespace, reporter: TerminalReporter) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
-    failed = sum(c.status == "failed" for c in result.checks)
-    print(f"{'passed' if result.passed else 'FAILED'}: {len(result.checks) - failed} of {len(result.checks)} checks "
-          f"did not fail, in {result.seconds:.1f} s; screenshot {result.screenshot}")
+    counts = {status: sum(c.status == status for c in result.checks) for status in ("passed", "skipped", "failed")}
+    summary = f"{counts['passed']} of {len(result.checks)} checks passed"
+    summary += "".join(f", {counts[status]} {status}" for status in ("skipped", "failed") if counts[status])
+    print(f"{'passed' if result.passed else 'FAILED'}: {summary}, in {result.seconds:.1f} s; "
+          f"screenshot {result.screenshot}")
     return 0 if result.passed else 1
 
 

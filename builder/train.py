@@ -119,6 +119,12 @@ class Evaluation:
     def std(self) -> float:
         return float(np.std([f.scores[self.primary_metric] for f in self.folds]))
 
+    def describe_score(self) -> str:
+        """Return the mean score, with its spread across folds when there is more than one."""
+        if len(self.folds) == 1:
+            return f"{self.mean:.4f} (one holdout fold)"
+        return f"{self.mean:.4f} ± {self.std:.4f} over {len(self.folds)} folds"
+
     @property
     def best_epoch(self) -> int:
         return int(np.median([f.best_epoch for f in self.folds]))
@@ -531,14 +537,14 @@ def run(spec: Spec, dataset: Dataset, reporter: Reporter = SILENT,
     reporter.detail(f"task {dataset.task}{' (inferred)' if dataset.task_inferred else ''}: "
                     f"{split.head.activation} output, {split.head.loss} loss")
     baseline = baseline_scores(spec, split, protocol)
-    reporter.detail(f"baseline ({baseline['description']}): {baseline['primary_metric']} {baseline['mean']:.4f}")
+    reporter.detail(f"baseline, which {baseline['description']}: {baseline['primary_metric']} {baseline['mean']:.4f}")
     cache = EvaluationCache()
     start = hyperparameters_from_spec(spec)
     start_evaluation = evaluate(spec, split, protocol, start, epochs=spec.model.epochs, reporter=reporter,
                                 label=f"validating the starting model ({start.describe()})", cache=cache)
     start_comparison = compare_with_baseline(spec, split, start_evaluation, baseline)
-    reporter.detail(f"starting model: validation {start_evaluation.primary_metric} {start_evaluation.mean:.4f} "
-                    f"± {start_evaluation.std:.4f}")
+    reporter.detail(f"starting model: validation {start_evaluation.primary_metric} "
+                    f"{start_evaluation.describe_score()}")
     check_baseline(start_comparison, baseline, "the starting model from [model]")
     hp, stages = start, {}
     if search is not None:
@@ -546,8 +552,8 @@ def run(spec: Spec, dataset: Dataset, reporter: Reporter = SILENT,
     stages["start"] = {**start_evaluation.summary(), "comparison": start_comparison}
     evaluation = evaluate(spec, split, protocol, hp, epochs=spec.model.epochs, reporter=reporter,
                           label=f"validating {hp.describe()}", cache=cache)
-    reporter.detail(f"chosen model {hp.describe()}: validation {evaluation.primary_metric} {evaluation.mean:.4f} "
-                    f"± {evaluation.std:.4f} over {len(evaluation.folds)} fold(s); best epoch {evaluation.best_epoch}")
+    reporter.detail(f"chosen model {hp.describe()}: validation {evaluation.primary_metric} "
+                    f"{evaluation.describe_score()}; best epoch {evaluation.best_epoch}")
     comparison = compare_with_baseline(spec, split, evaluation, baseline)
     check_baseline(comparison, baseline, f"the chosen model ({hp.describe()})")
     warnings = list(dataset.warnings)

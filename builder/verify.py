@@ -289,9 +289,11 @@ def _check_service_worker(page: Any, site: Site, report: VerifyReport) -> None:
                    missing=missing)
     else:
         total = sum(entry["bytes"] for entry in site.precache["files"] if base + entry["url"] in wanted)
+        has_wasm = any(entry.get("variant") for entry in site.precache["files"])
+        size = f"{total / 1024:.0f} KiB, WASM variant {variant}" if has_wasm else f"{total / 1024:.0f} KiB"
         report.add("service worker controls the page", "passed",
-                   f"all {len(wanted)} precached URLs ({total / 1024:.0f} KiB, WASM variant {variant}) in cache "
-                   f"{expected_cache}", files=len(wanted), bytes=total, wasm_variant=variant)
+                   f"all {len(wanted)} precached URLs ({size}) in cache {expected_cache}",
+                   files=len(wanted), bytes=total, wasm_variant=variant if has_wasm else None)
 
 
 def service_worker_info(page: Any) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def tune(spec: Spec, split: Split, protocol: Protocol, start: Hyperparameters, c
     with _tuning_directory(spec) as directory, reporter.loop("tuning", spec.tuning.trials) as advance:
         def on_trial(trial_id: str, hp: Hyperparameters, evaluation: Evaluation) -> None:
             reporter.detail(f"trial {trial_id}: {hp.describe()}: {evaluation.primary_metric} "
-                            f"{evaluation.mean:.4f} ± {evaluation.std:.4f}")
+                            f"{evaluation.describe_score()}")
             advance(1, f"trial {trial_id}")
 
         tuner = _make_tuner(context, directory, on_trial)
@@ -503,7 +503,7 @@ def run_worker(spec: Spec, dataset: Dataset, reporter: Reporter = SILENT) -> dic
             finished.append({"trial_id": trial_id, "hyperparameters": hp.to_json(), "score": evaluation.mean,
                              "std": evaluation.std})
             reporter.detail(f"trial {trial_id}: {hp.describe()}: {evaluation.primary_metric} "
-                            f"{evaluation.mean:.4f} ± {evaluation.std:.4f}")
+                            f"{evaluation.describe_score()}")
             advance(1, f"trial {trial_id}")
 
         tuner = _make_tuner(context, directory, on_trial)
