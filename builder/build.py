@@ -95,6 +95,9 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
     timer.start("data", f"loading {spec.data.source}")
     dataset = load_dataset(spec)
     reporter.detail(f"{dataset.rows} rows, {dataset.input_kind} input, task {dataset.task}")
+    # Warnings are shown as they arise, so a build that fails later still shows them.
+    for warning in dataset.warnings:
+        reporter.warn(warning)
 
     if worker:
         timer.start("tune", "running tuning trials for the chief")
@@ -106,6 +109,9 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
     training = stage_cache.train(spec, dataset, reporter, cache,
                                  lambda: run_training(spec, dataset, reporter, search=search))
     reporter.detail(f"test {training.split.head.primary_metric}: {training.test_scores[training.split.head.primary_metric]:.4f}")
+    for warning in training.warnings:
+        if warning not in dataset.warnings:
+            reporter.warn(warning)
 
     staging = staging_dir(output)
     try:
@@ -121,6 +127,8 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
             bundle = bundle_app(staging, list(spec.app.backends), float32.directory)
             backends = [b for b in spec.app.backends if b not in bundle.missing_kernels]
             reporter.detail(f"runtime: kernels {', '.join(bundle.kernels or [])}")
+            for warning in bundle.warnings():
+                reporter.warn(warning)
 
             timer.start("optimize", f"measuring {len(candidates)} model variant(s) in Chromium")
             optimization = measure_and_select(spec, training, candidates, staging, backends, reporter)
@@ -135,7 +143,10 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
             if len(installed) > 1:
                 metadata["ab"] = ab.ab_metadata(spec, training.split, installed)
                 optimization["record"]["ab"] = ab.ab_record(spec, shipped)
-                training.warnings.extend(ab.budget_warnings(shipped, optimization["record"]["metric"]))
+                budget_warnings = ab.budget_warnings(shipped, optimization["record"]["metric"])
+                for warning in budget_warnings:
+                    reporter.warn(warning)
+                training.warnings.extend(budget_warnings)
                 reporter.detail("A/B: " + ", ".join(f"{variant_id} = {variant.name}" for variant_id, variant in shipped)
                                 + f", {spec.app.ab_split:.0%} of clients on b")
             _render_site(spec, staging, metadata)

@@ -39,6 +39,7 @@ class TerminalReporter(Reporter):
         self.quiet = quiet
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.color = self.tty and "NO_COLOR" not in os.environ
+        self.shown_warnings: set[str] = set()
 
     def _style(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.color else text
@@ -52,6 +53,7 @@ class TerminalReporter(Reporter):
             print("  " + message, file=self.stream, flush=True)
 
     def warn(self, message: str) -> None:
+        self.shown_warnings.add(message)
         print(self._style("warning: ", "33") + message, file=self.stream, flush=True)
 
     @contextlib.contextmanager
@@ -83,6 +85,24 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{where}{message}; see `{self.prog} --help`")
 
 
+def _number_in(low: float, high: float, kind: type = float, noun: str = "a value", above_low: bool = False) -> Any:
+    """Return an argparse type: a number of ``kind`` from ``low`` (excluded with ``above_low``) to
+    ``high``, or a one-line usage error."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value > high or value < low or (above_low and value == low):
+            bounds = f"above {low:g} and at most {high:g}" if above_low else f"from {low:g} to {high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range; use {noun} {bounds}")
+        return value
+    return parse
+
+
+BACKENDS = ("wasm", "webgl", "webgpu", "cpu")
+
+
 def _add_build(commands: Any) -> None:
     parser = commands.add_parser("build", help="train, convert, render and verify an app from a spec",
                                  description="Build a tested, offline-capable web app from a TOML spec.")
@@ -100,9 +120,11 @@ def _add_test(commands: Any) -> None:
                                  description="Serve a built app on 127.0.0.1 and check it in headless Chromium.")
     parser.add_argument("dist", type=Path, help="a folder written by `webml build`, e.g. dist/digits")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
-    parser.add_argument("--backend", action="append", dest="backends", metavar="NAME",
-                        help="check only this backend (repeatable; default: the build's backends)")
-    parser.add_argument("--tolerance", type=float, help="maximum absolute output difference (default: the build's)")
+    parser.add_argument("--backend", action="append", dest="backends", choices=BACKENDS, metavar="NAME",
+                        help="check only this backend, and fail if it does not run: wasm, webgl, webgpu or cpu "
+                             "(repeatable; default: the build's backends, where an optional one may be skipped)")
+    parser.add_argument("--tolerance", type=_number_in(0.0, 1.0, above_low=True), metavar="X",
+                        help="maximum absolute output difference (default: the build's verify.tolerance)")
     parser.add_argument("--screenshot", type=Path, metavar="PATH",
                         help="where to save the screenshot (default: test-results/NAME.png)")
     parser.add_argument("--no-offline", action="store_true", help="skip the check with the server stopped")
@@ -114,7 +136,8 @@ def _add_serve(commands: Any) -> None:
                                              "cross-origin isolation for WASM threads, no-cache for sw.js).")
     parser.add_argument("dist", type=Path, help="a folder written by `webml build`")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
+    parser.add_argument("--port", type=_number_in(0, 65535, int, "a port"), default=8000,
+                        help="TCP port (default: 8000; 0 picks a free one)")
     parser.add_argument("--no-isolation", action="store_true",
                         help="omit the COOP/COEP headers (WASM then runs single-threaded)")
     parser.add_argument("--collect", type=Path, metavar="DB",
@@ -149,11 +172,27 @@ def _add_convert(commands: Any) -> None:
                         help="also render the web app, described by this TOML schema (see docs/convert.md)")
 
 
+def _add_output_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="show debug logs and tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="print only warnings, errors and the result")
+
+
 def make_parser() -> ArgumentParser:
     parser = ArgumentParser(prog=PROG, description="Build, test and serve browser apps for Keras models with TensorFlow.js.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and tracebacks")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the result")
+    _add_output_options(parser, False)
+    # The same options after the command (`webml build SPEC -v`); SUPPRESS keeps a value given
+    # before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_output_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    original_add_parser = commands.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> ArgumentParser:
+        return original_add_parser(name, parents=[common], **kwargs)
+
+    commands.add_parser = add_parser
     commands.required = True
     _add_build(commands)
     _add_test(commands)
@@ -182,8 +221,10 @@ def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
         print(f"tuning worker {result.worker['tuner_id']} ran {len(result.worker['trials'])} trial(s); "
               "the chief builds the app")
         return 0
+    # Most warnings were shown as they arose; the rest (cache writes) are shown here.
     for warning in result.warnings:
-        reporter.warn(warning)
+        if warning not in reporter.shown_warnings:
+            reporter.warn(warning)
     metrics = result.report["metrics"]
     seconds = result.report["timings_seconds"]["total"]
     checks = ""
@@ -191,7 +232,8 @@ def cmd_build(args: argparse.Namespace, reporter: TerminalReporter) -> int:
         passed = sum(c.status == "passed" for c in result.verification.checks)
         skipped = sum(c.status == "skipped" for c in result.verification.checks)
         checks = f", {passed} browser checks passed" + (f" ({skipped} skipped)" if skipped else "")
-    print(f"built {output} in {seconds:.1f} s: test {metrics['primary_metric']} {metrics['test_primary']:.4f}{checks}")
+    print(f"built {output} in {seconds:.1f} s: test {metrics['primary_metric']} {metrics['test_primary']:.4f} "
+          f"(the float32 model, in Python){checks}")
     optimization = result.report.get("optimization")
     if optimization and optimization.get("ab"):
         print("  models: A/B test, " + ", ".join(f"{v['id']} = {v['name']} for {v['share']:.0%} of clients"
@@ -288,6 +330,7 @@ def cmd_monitor(args: argparse.Namespace, reporter: TerminalReporter) -> int:
                 print(f"  {f.name.ljust(width)}  {f.samples:6d}  {f.psi:6.3f}  {f.psi_limit:6.3f}  {ks}  "
                       f"{f.missing_rate:7.1%}{flag}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([s.to_json() for s in summaries], indent=1) + "\n")
     return 0
 

@@ -32,7 +32,7 @@ from .graph_model import rewrite_graph_model
 from .model_check import CHECK_BACKENDS, Artifact, ParityCheck, check_artifacts
 from .modelfile import SAVED_MODEL, LoadedModel, ModelSource, TensorSpec
 from .native import import_tensorflow
-from .output import recover, replace_dir, staging_dir
+from .output import check_parents, recover, replace_dir, staging_dir
 from .progress import SILENT, Reporter
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,7 @@ def _check_output_folder(source: Path, output: Path) -> None:
     if output_path == source_path or source_path in output_path.parents or output_path in source_path.parents:
         raise UsageError(f"{output}: the output folder must neither contain nor lie inside the model {source}; "
                          "pick another --output")
+    check_parents(output)
     if output.exists():
         if not output.is_dir():
             raise UsageError(f"{output}: exists and is not a folder; pick another --output")

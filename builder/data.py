@@ -154,6 +154,22 @@ def _load_sklearn(spec: Spec, name: str) -> Dataset:
     return _finish_targets(spec, dataset, labels)
 
 
+def _check_short_rows(path: Path, delimiter: str, width: int) -> None:
+    """Reject a row with fewer fields than the header: pandas would pad it with empty fields, which
+    then read as missing values."""
+    import csv
+
+    if len(delimiter) != 1:
+        return  # pandas reads a longer separator as a regular expression, which csv cannot split by.
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
+        next(reader, None)
+        for fields in reader:
+            if fields and len(fields) < width:
+                raise DataError(f"{path}: line {reader.line_num} has {len(fields)} fields but the header has {width}; "
+                                "add the missing fields (an empty field is read as a missing value)")
+
+
 def _load_csv(spec: Spec, path: Path) -> Dataset:
     import pandas as pd
 
@@ -164,15 +180,27 @@ def _load_csv(spec: Spec, path: Path) -> Dataset:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse the CSV file ({_first_line(exc)}); check quoting and data.delimiter") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame.columns) == 1:
+        guessed = next((d for d in (";", "\t", "|", ",") if d != spec.data.delimiter and d in frame.columns[0]), None)
+        if guessed is not None:
+            raise DataError(f"{path}: the header is one column ({frame.columns[0][:60]!r}), so the fields are not "
+                            f"separated by {spec.data.delimiter!r}; set data.delimiter = {guessed!r}")
+    _check_short_rows(path, spec.data.delimiter, len(frame.columns))
     if not spec.data.target:
         raise DataError(f"{path}: missing key 'data.target'; name the column (or columns) to predict, e.g. target = \"{frame.columns[-1]}\"")
     for key, names in (("data.target", spec.data.target), ("data.drop", spec.data.drop),
                        ("data.columns", list(spec.data.columns))):
+        repeated = next((name for name in names if list(names).count(name) > 1), None)
+        if repeated is not None:
+            raise DataError(f"{path}: column '{repeated}' is listed twice in {key}; list each column once")
         for name in names:
             if name not in frame.columns:
                 suggestion = _suggest_column(name, list(frame.columns))
                 raise DataError(f"{path}: column '{name}' ({key}) not found{suggestion}; the header has: "
                                 f"{_list_columns(frame.columns)}")
+    both = next((name for name in spec.data.target if name in spec.data.drop), None)
+    if both is not None:
+        raise DataError(f"{path}: column '{both}' is in both data.target and data.drop; remove it from data.drop")
     frame = frame.apply(lambda col: col.str.strip())
     targets = frame[list(spec.data.target)]
     missing_target = targets.isin(MISSING_TOKENS).any(axis=1).to_numpy()

@@ -70,6 +70,8 @@ def _finite(data: dict[str, Any]) -> dict[str, Any]:
 
 def summarize(path: Path) -> list[VariantSummary]:
     """Sum the reports in ``path`` per (app, model, variant) and measure drift against training."""
+    if Path(path).is_dir():
+        raise UsageError(f"{path}: is a folder; pass the SQLite file given to `webml serve DIST --collect FILE`")
     if not Path(path).is_file():
         raise UsageError(f"{path}: database not found; collect reports with `webml serve DIST --collect {path}`")
     try:
@@ -78,7 +80,8 @@ def summarize(path: Path) -> list[VariantSummary]:
         apps = {(app, model): json.loads(monitor)
                 for app, model, monitor in connection.execute("SELECT app, model, monitor FROM apps")}
     except sqlite3.DatabaseError as exc:
-        raise UsageError(f"{path}: not a webml monitoring database ({exc})") from exc
+        raise UsageError(f"{path}: not a webml monitoring database ({exc}); pass the file given to "
+                         "`webml serve DIST --collect FILE`") from exc
     groups: dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]] = {}
     for app, model, variant, client, body in rows:
         groups.setdefault((app, model, variant), []).append((client, json.loads(body)))

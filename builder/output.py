@@ -88,12 +88,21 @@ def recover(target: Path) -> None:
                 shutil.rmtree(stale, ignore_errors=True)
 
 
+def check_parents(target: Path) -> None:
+    """Raise ``UsageError`` when the nearest existing folder above ``target`` is a file, before any
+    work that would fail on it at the end."""
+    parent = next((folder for folder in target.absolute().parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"{target}: {parent} is a file, not a folder; pick another --output")
+
+
 def check_target(target: Path) -> None:
     """Raise ``UsageError`` unless ``target`` is absent, an empty folder or an earlier webml build.
 
     A build replaces its whole output folder, so pointing ``--output`` at a folder of other files
     would delete them. A webml build is recognized by its metadata.json.
     """
+    check_parents(target)
     if not target.exists():
         return
     if not target.is_dir():

@@ -39,8 +39,8 @@ def _choices(*values: str) -> dict[str, Any]:
     return {"choices": values}
 
 
-def _range(low: float | None = None, high: float | None = None) -> dict[str, Any]:
-    return {"range": (low, high)}
+def _range(low: float | None = None, high: float | None = None, above_low: bool = False) -> dict[str, Any]:
+    return {"range": (low, high), "above_low": above_low}
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class MonitorSpec:
 class VerifySpec:
     """Browser checks run on every build before the output is replaced."""
 
-    tolerance: float = field(default=1e-4, metadata=_range(0.0, 1.0))
+    tolerance: float = field(default=1e-4, metadata=_range(0.0, 1.0, above_low=True))
     golden: int = field(default=8, metadata=_range(1, 256))
     backends: tuple[str, ...] = field(default=("wasm", "cpu"), metadata=_choices(*BACKENDS))
     offline: bool = True
@@ -241,7 +241,15 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         raise SpecError(f"{path}: invalid TOML: {exc}; fix the syntax at that line") from exc
     for dotted, value in (overrides or {}).items():
         _apply_override(raw, dotted, value, path)
-    return parse_spec(raw, path.resolve())
+    try:
+        return parse_spec(raw, path.resolve())
+    except SpecError as exc:
+        # A bad value that came from --set is named as such, not as the file's.
+        for dotted in overrides or {}:
+            prefix = f"{path.resolve()}: key '{dotted}'"
+            if exc.message.startswith(prefix):
+                raise SpecError(f"--set {dotted}" + exc.message[len(prefix):]) from exc
+        raise
 
 
 def parse_spec(raw: dict[str, Any], path: Path) -> Spec:
@@ -407,8 +415,10 @@ def _convert_scalar(value: Any, hint: Any, spec_field: dataclasses.Field, key: s
     bounds = spec_field.metadata.get("range")
     if bounds is not None:
         low, high = bounds
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise SpecError(f"{path}: key '{key}' = {value!r} is out of range; use a value from {low} to {high}")
+        above_low = spec_field.metadata.get("above_low", False)
+        if (low is not None and (value < low or (above_low and value == low))) or (high is not None and value > high):
+            bounds = f"above {low} and at most {high}" if above_low else f"from {low} to {high}"
+            raise SpecError(f"{path}: key '{key}' = {value!r} is out of range; use a value {bounds}")
     return value
 
 

@@ -174,7 +174,8 @@ def verify_site(dist: Path, *, backends: list[str] | None = None, tolerance: flo
     site = load_site(dist)
     metadata = site.metadata
     tolerance = metadata["verify"]["tolerance"] if tolerance is None else tolerance
-    required = list(metadata["verify"]["backends"])
+    # A backend named on the command line must run, because a skip would let the command pass unchecked.
+    required = list(backends) if backends else list(metadata["verify"]["backends"])
     to_check = backends or list(dict.fromkeys(required + list(metadata["app"]["backends"])))
     report = VerifyReport(dist=str(dist))
     started = time.perf_counter()

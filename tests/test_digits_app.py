@@ -182,6 +182,16 @@ def test_service_worker_rejects_files_of_another_build(digits_app, tmp_path):
     assert "FAILED   service worker controls the page" in result.stdout
 
 
+def test_named_backend_missing_fails(digits_app, tmp_path):
+    # digits ships wasm and cpu only. A backend requested by name must run, so its
+    # absence is a failure, not a skip that leaves the command passing.
+    result = run_webml("test", str(digits_app), "--no-offline", "--backend", "webgl",
+                       "--screenshot", str(tmp_path / "s.png"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED   parity on webgl" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("FAILED: ")
+
+
 def test_webml_test_rejects_folder_that_is_not_a_build(tmp_path):
     (tmp_path / "index.html").write_text("<!doctype html>")
     result = run_webml("test", str(tmp_path))

@@ -105,6 +105,13 @@ CASES = [
     Case("set-without-value", {"spec.toml": spec_text("sklearn:iris")},
          ["build", "{dir}/spec.toml", "--set", "model.epochs"], 2,
          "--set 'model.epochs': expected KEY=VALUE, for example --set model.epochs=20"),
+    Case("set-value-wrong-type", {"spec.toml": spec_text("sklearn:iris")}, BUILD + ["--set", "model.epochs=abc"], 2,
+         "--set model.epochs = 'abc' must be an integer"),
+    Case("tolerance-zero", {"spec.toml": spec_text("sklearn:iris", "[verify]\ntolerance = 0.0")}, BUILD, 2,
+         "{dir}/spec.toml: key 'verify.tolerance' = 0.0 is out of range; use a value above 0.0 and at most 1.0"),
+    Case("output-inside-a-file", {"spec.toml": spec_text("sklearn:iris"), "notes.txt": "a file"},
+         ["-q", "build", "{dir}/spec.toml", "-o", "{dir}/notes.txt/app"], 2,
+         "{dir}/notes.txt/app: {dir}/notes.txt is a file, not a folder; pick another --output"),
     Case("output-not-a-build", {"spec.toml": spec_text("sklearn:iris"), "out/notes.txt": "keep me"}, BUILD, 2,
          "{dir}/out: a folder that `webml build` did not write (no metadata.json from webml), which the build "
          "would replace; pick another --output or remove the folder"),
@@ -123,6 +130,20 @@ CASES = [
     Case("csv-without-target-column", {"spec.toml": spec_text("plants.csv", 'target = ["labels"]'),
                                        "plants.csv": numbers_csv()}, BUILD, 2,
          "{dir}/plants.csv: column 'labels' (data.target) not found (did you mean 'label'?); the header has: a, b, label"),
+    Case("csv-wrong-delimiter", {"spec.toml": spec_text("plants.csv", 'target = ["label"]'),
+                                 "plants.csv": numbers_csv().replace(",", ";")}, BUILD, 2,
+         "{dir}/plants.csv: the header is one column ('a;b;label'), so the fields are not separated by ','; "
+         "set data.delimiter = ';'"),
+    Case("csv-short-row", {"spec.toml": spec_text("plants.csv", 'target = ["label"]'),
+                           "plants.csv": csv_rows("a,b,label", ["1,2,yes", "3,4,no", "0.5,0.3", "5,6,yes"])}, BUILD, 2,
+         "{dir}/plants.csv: line 4 has 2 fields but the header has 3; add the missing fields (an empty field is read "
+         "as a missing value)"),
+    Case("target-listed-twice", {"spec.toml": spec_text("plants.csv", 'target = ["label", "label"]'),
+                                 "plants.csv": numbers_csv()}, BUILD, 2,
+         "{dir}/plants.csv: column 'label' is listed twice in data.target; list each column once"),
+    Case("target-also-dropped", {"spec.toml": spec_text("plants.csv", 'target = ["label"]', 'drop = ["label"]'),
+                                 "plants.csv": numbers_csv()}, BUILD, 2,
+         "{dir}/plants.csv: column 'label' is in both data.target and data.drop; remove it from data.drop"),
     Case("text-in-numeric-column", {"spec.toml": spec_text("plants.csv", 'target = ["label"]'),
                                     "plants.csv": numbers_csv(override={(6, 1): "12.5kg"})}, BUILD, 2,
          "{dir}/plants.csv: line 8, column 'b': '12.5kg' is not a number, but 19 of the column's 20 values are; fix the "
@@ -205,6 +226,16 @@ CASES = [
          "(char 1)); rebuild the app with `webml build`"),
     Case("serve-missing-folder", {}, ["serve", "{dir}/dist/app"], 2,
          "{dir}/dist/app: folder not found; pass the output folder of `webml build`, e.g. dist/digits"),
+    Case("serve-port-out-of-range", FAKE_BUILD, ["serve", "{dir}/site", "--port", "99999"], 2,
+         "webml serve: argument --port: 99999 is out of range; use a port from 0 to 65535; see `webml serve --help`"),
+    Case("test-tolerance-zero", FAKE_BUILD, ["test", "{dir}/site", "--tolerance", "0"], 2,
+         "webml test: argument --tolerance: 0 is out of range; use a value above 0 and at most 1; "
+         "see `webml test --help`"),
+    Case("test-unknown-backend", FAKE_BUILD, ["test", "{dir}/site", "--backend", "gpu"], 2,
+         "webml test: argument --backend: invalid choice: 'gpu' (choose from 'wasm', 'webgl', 'webgpu', 'cpu'); "
+         "see `webml test --help`"),
+    Case("monitor-folder", {"db/.keep": ""}, ["monitor", "{dir}/db"], 2,
+         "{dir}/db: is a folder; pass the SQLite file given to `webml serve DIST --collect FILE`"),
     Case("monitor-missing-database", {}, ["monitor", "{dir}/monitor.db"], 2,
          "{dir}/monitor.db: database not found; collect reports with `webml serve DIST --collect {dir}/monitor.db`"),
 ]
@@ -296,10 +327,12 @@ def test_process_prints_no_traceback(tmp_path):
         "docs/spec.md"]
 
 
-def test_process_prints_traceback_with_verbose(tmp_path):
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_process_prints_traceback_with_verbose(tmp_path, where):
     spec = tmp_path / "spec.toml"
     spec.write_text(spec_text("sklearn:iris", "[verify]\nbackend = ['cpu']"))
-    result = run_webml("-v", "build", str(spec), timeout=120)
+    argv = ["-v", "build", str(spec)] if where == "before" else ["build", str(spec), "-v"]
+    result = run_webml(*argv, timeout=120)
     assert result.returncode == 2
     assert "Traceback (most recent call last):" in result.stderr
     assert "builder.errors.SpecError" in result.stderr
