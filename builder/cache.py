@@ -12,6 +12,7 @@ Entries hold pickles, so the cache folder must be as trusted as the code: never 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
@@ -36,7 +37,6 @@ DEFAULT_DIR = ".webml-cache"
 MAX_ENTRIES_PER_STAGE = 16
 ENTRY_FILE = "entry.json"
 _TEMPORARY = re.compile(r"^\.tmp-(?P<pid>\d+)-[0-9a-f]+$")
-_IMPORT = re.compile(r"^\s*from \.(?P<module>\w*) import (?P<names>[\w, ]+)", re.MULTILINE)
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -85,11 +85,13 @@ def module_closure(roots: Iterable[str]) -> list[str]:
         if not path.is_file():
             continue
         seen.add(name)
-        for match in _IMPORT.finditer(path.read_text(encoding="utf-8")):
-            if match.group("module"):
-                pending.append(match.group("module"))
-            else:
-                pending.extend(n.strip().split(" as ")[0] for n in match.group("names").split(","))
+        # The parsed tree, not a pattern over the text, so parenthesized and multi-line imports count too.
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    pending.append(node.module.split(".")[0])
+                else:
+                    pending.extend(alias.name for alias in node.names)
     return sorted(seen)
 
 
