@@ -26,6 +26,7 @@ from .errors import ParityError, VerificationError
 from .graph_model import load_graph_model
 from .output import check_target, recover, replace_dir, staging_dir, work_dir
 from .progress import SILENT, Reporter
+from .sensitivity import sample_rows
 from .spec import Spec
 from .train import TrainingResult, run as run_training
 from .verify import VerifyReport, verify_site
@@ -183,9 +184,12 @@ def convert_candidates(spec: Spec, training: TrainingResult, work: Path,
     max_error = spec.optimize.max_quantization_error
     golden = site_module.encode_raw(training.split, training.split.preprocessing,
                                     site_module.golden_inputs(spec, training.split))
+    split = training.split
+    # Training rows, never test rows: the test set stays held out for the variant measurements.
+    samples = sample_rows(split.x_train)
+    probabilities = split.head.activation in ("softmax", "sigmoid")
     models = [(training.model, False)]
     if spec.optimize.pruning_sparsity > 0:
-        split = training.split
         pruned, record = optimize.prune_model(
             training.model, split.x_train, split.y_train, split.dataset.task, split.classes,
             sparsity=spec.optimize.pruning_sparsity, epochs=spec.optimize.pruning_epochs,
@@ -206,7 +210,8 @@ def convert_candidates(spec: Spec, training: TrainingResult, work: Path,
             reporter.detail(f"graph model: {len(graph.files)} files, {graph.weight_bytes / 1024:.0f} KiB of weights, "
                             f"ops {', '.join(graph.ops)}")
         candidates += optimize.make_variants(saved_model, float32_dir, work / "variants", list(spec.optimize.variants),
-                                             max_error, spec.optimize.shard_bytes, pruned=pruned)
+                                             max_error, spec.optimize.shard_bytes, pruned=pruned, samples=samples,
+                                             probabilities=probabilities)
     for variant in candidates:
         for plan in variant.protected:
             reporter.detail(f"{variant.name}: {plan.name} kept at {plan.dtype} ({plan.reason})")

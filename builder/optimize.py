@@ -2,10 +2,12 @@
 
 Quantization uses the TF.js converter's per-weight options. TF.js expands quantized weights back
 to float32 when it loads a model, so quantization shrinks the download and the cache, not the
-memory or the compute. Before a tensor is quantized, its error is simulated with the converter's
-own quantization code; a tensor whose error is too large (an outlier stretches the affine range
-of uint8 and uint16 until every other weight rounds to a few levels) keeps a higher precision, and
-a tensor outside the float16 range keeps float32.
+memory or the compute. Before a tensor is quantized, its quantization is simulated with the
+converter's own code and judged twice: by the relative error of its weights (an outlier stretches
+the affine range of uint8 and uint16 until every other weight rounds to a few levels), and by how
+far the dequantized tensor moves the float32 graph model's outputs on sample rows of the training
+data (``sensitivity``). A tensor that fails either check keeps a higher precision, and a tensor
+outside the float16 range keeps float32.
 
 Pruning zeroes the smallest-magnitude kernel weights on a gradual schedule while fine-tuning.
 Zeros make a model smaller only after compression, so sizes are reported raw, gzip and brotli.
@@ -26,6 +28,7 @@ import numpy as np
 from . import convert, tasks
 from .errors import ConversionError
 from .progress import SILENT, Reporter
+from .sensitivity import OutputProbe
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class TensorPlan:
     dtype: str
     error: float | None
     reason: str = ""
+    # Output deviation (``sensitivity.output_deviation``) at ``dtype``; None where it was not measured.
+    deviation: float | None = None
 
 
 @dataclass
@@ -82,27 +87,38 @@ class Variant:
             "python_metric": self.python_metric, "browser_metric": self.browser_metric,
             "browser_scores": self.browser_scores, "max_abs_diff_vs_float32": self.max_abs_diff,
             "within_budget": self.within_budget, "selected": self.selected,
-            "protected_tensors": [{"name": t.name, "dtype": t.dtype, "error": t.error, "reason": t.reason}
+            "protected_tensors": [{"name": t.name, "dtype": t.dtype, "error": t.error,
+                                   "output_deviation": t.deviation, "reason": t.reason}
                                   for t in self.protected],
         }
 
 
-def quantization_error(values: np.ndarray, dtype: str) -> float:
+def dequantized(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Return ``values`` quantized to ``dtype`` and expanded back to float32 the way TF.js does."""
+    from tensorflowjs import quantization
+
+    data = np.asarray(values, dtype=np.float32)
+    if dtype == "float32" or data.size == 0:
+        return data
+    np_dtype = {"float16": np.float16, "uint16": np.uint16, "uint8": np.uint8}[dtype]
+    quantized, meta = quantization.quantize_weights(data, np_dtype)
+    return quantization.dequantize_weights(quantized, meta, np.float32)
+
+
+def quantization_error(values: np.ndarray, dtype: str, restored: np.ndarray | None = None) -> float:
     """Relative RMS error of quantizing then dequantizing ``values`` the way TF.js does.
 
     The error is RMS(dequantized - original) over a robust scale of the tensor: the RMS of the
     values at or below the 99th percentile of |w|. With the plain RMS as the scale, one outlier
     would inflate the scale as much as it coarsens the affine grid and hide the damage done to
-    every other weight. Returns 0 for an all-zero tensor.
+    every other weight. Returns 0 for an all-zero tensor. ``restored`` may pass in the result of
+    ``dequantized(values, dtype)`` when the caller has it already.
     """
-    from tensorflowjs import quantization
-
     data = np.asarray(values, dtype=np.float32)
     if dtype == "float32" or data.size == 0:
         return 0.0
-    np_dtype = {"float16": np.float16, "uint16": np.uint16, "uint8": np.uint8}[dtype]
-    quantized, meta = quantization.quantize_weights(data, np_dtype)
-    restored = quantization.dequantize_weights(quantized, meta, np.float32)
+    if restored is None:
+        restored = dequantized(data, dtype)
     magnitudes = np.abs(data.astype(np.float64))
     bulk = magnitudes[magnitudes <= np.percentile(magnitudes, 99)]
     scale = math.sqrt(float(np.mean(np.square(bulk)))) if bulk.size else 0.0
@@ -111,9 +127,19 @@ def quantization_error(values: np.ndarray, dtype: str) -> float:
     return math.sqrt(float(np.mean(np.square(restored.astype(np.float64) - data)))) / scale
 
 
-def plan_tensors(weights: dict[str, np.ndarray], target: str, max_error: float) -> list[TensorPlan]:
-    """Choose a precision per tensor: the target where its error is within ``max_error``, else the
-    next precision up the ladder that is; int32 tensors and tiny tensors stay as they are."""
+def plan_tensors(weights: dict[str, np.ndarray], target: str, max_error: float,
+                 probe: OutputProbe | None = None) -> list[TensorPlan]:
+    """Choose a precision per tensor: the target where it passes every check, else the first
+    precision up the ladder that does. Int tensors stay as they are.
+
+    A precision passes when the tensor's weight error (``quantization_error``) is at most
+    ``max_error``. Where ``probe`` can replace the tensor, the output deviation of the dequantized
+    tensor (``sensitivity.output_deviation``) must be at most ``max_error`` too.
+
+    Each tensor is judged alone, with every other weight at float32, so the checks do not cover
+    the combined effect of quantizing all tensors together. The browser-measured metric of every
+    variant, held to ``optimize.max_metric_drop`` by ``select_variant``, covers that.
+    """
     plans = []
     for name in sorted(weights):
         values = weights[name]
@@ -121,28 +147,37 @@ def plan_tensors(weights: dict[str, np.ndarray], target: str, max_error: float) 
         if values.dtype.kind != "f":
             plans.append(TensorPlan(name, shape, "float32", None, ""))
             continue
+        measured = probe is not None and name in probe.names
         if target == "float32":
-            plans.append(TensorPlan(name, shape, "float32", 0.0))
+            plans.append(TensorPlan(name, shape, "float32", 0.0, deviation=0.0 if measured else None))
             continue
         peak = float(np.abs(values).max()) if values.size else 0.0
-        reason = ""
-        error = None
+        failures: list[str] = []
+        error: float | None = 0.0
+        deviation: float | None = None
         chosen = "float32"
         for dtype in LADDER[LADDER.index(target):]:
             if dtype == "float32":
-                chosen = dtype
                 break
             if dtype == "float16" and peak > FLOAT16_MAX:
-                reason = f"|w| up to {peak:.3g} is outside the float16 range (±{FLOAT16_MAX:g})"
+                failures.append(f"|w| up to {peak:.3g} is outside the float16 range (±{FLOAT16_MAX:g})")
                 continue
-            error = quantization_error(values, dtype)
-            if error <= max_error:
-                chosen = dtype
-                break
-            reason = f"{dtype} error {error:.3g} > {max_error:g}" if not reason else reason
-        if chosen == target:
-            reason = ""
-        plans.append(TensorPlan(name, shape, chosen, error if chosen != "float32" else 0.0, reason))
+            restored = dequantized(values, dtype)
+            error = quantization_error(values, dtype, restored)
+            if error > max_error:
+                failures.append(f"{dtype} weight error {error:.3g} > {max_error:g}")
+                continue
+            deviation = probe.deviation(name, dtype, restored) if measured else None
+            if deviation is not None and deviation > max_error:
+                failures.append(f"{dtype} moves outputs by {deviation:.3g} > {max_error:g}")
+                continue
+            chosen = dtype
+            break
+        if chosen == "float32":
+            error = 0.0
+            deviation = 0.0 if measured else None
+        reason = "; ".join(failures) if chosen != target else ""
+        plans.append(TensorPlan(name, shape, chosen, error, reason, deviation))
     return plans
 
 
@@ -179,39 +214,65 @@ def weight_sparsity(weights: dict[str, np.ndarray], min_size: int = 64) -> float
 
 
 def make_variants(saved_model: Path, float32_dir: Path, out_root: Path, names: list[str], max_error: float,
-                  shard_bytes: int, pruned: bool = False) -> list[Variant]:
+                  shard_bytes: int, pruned: bool = False, samples: np.ndarray | None = None,
+                  probabilities: bool = False) -> list[Variant]:
     """Convert one SavedModel into each quantization variant under ``out_root/NAME``.
 
     ``float32_dir`` holds the float32 conversion whose weight names and values drive the plans.
+    ``samples`` are model inputs for the output check of each tensor's quantization, and
+    ``probabilities`` says whether the model outputs probabilities (see ``sensitivity``). Without
+    samples, or for a graph that TensorFlow cannot run, only the weight error is checked.
     """
     from .graph_model import read_graph_weights
 
     weights = read_graph_weights(float32_dir)
+    probe = _open_probe(float32_dir, samples, probabilities) if set(names) - {"float32"} else None
     prefix = "pruned-" if pruned else ""
     variants = []
-    for quantization in names:
-        plans = plan_tensors(weights, quantization, max_error)
-        directory = out_root / f"{prefix}{quantization}"
-        if directory.exists():
-            shutil.rmtree(directory)
-        if quantization == "float32":
-            shutil.copytree(float32_dir, directory)
-            graph = convert.describe_graph_model(directory)
-        else:
-            graph = convert.convert_saved_model(saved_model, directory, quantization=quantization_patterns(plans),
-                                                shard_bytes=shard_bytes)
-        shipped = read_graph_weights(directory)
-        missing = set(weights) - set(shipped)
-        if missing:
-            raise ConversionError(f"{directory}: the quantized model lacks weights {sorted(missing)[:3]}")
-        raw, gz, br = compressed_sizes(directory, graph.files)
-        variants.append(Variant(
-            name=f"{prefix}{quantization}", quantization=quantization, pruned=pruned, directory=directory,
-            files=graph.files, tensors=plans, bytes_raw=raw, bytes_gzip=gz, bytes_brotli=br,
-            bytes_weights=graph.weight_bytes,
-            sparsity=weight_sparsity(shipped),
-        ))
+    try:
+        for quantization in names:
+            plans = plan_tensors(weights, quantization, max_error, probe)
+            variants.append(_convert_variant(saved_model, float32_dir, out_root / f"{prefix}{quantization}",
+                                             quantization, plans, weights, shard_bytes, pruned))
+    finally:
+        if probe is not None:
+            probe.close()
     return variants
+
+
+def _open_probe(float32_dir: Path, samples: np.ndarray | None, probabilities: bool) -> OutputProbe | None:
+    if samples is None or len(samples) == 0:
+        return None
+    try:
+        return OutputProbe(float32_dir, samples, probabilities)
+    except ConversionError as exc:
+        log.warning("checking only the weight error of each tensor, because the output check cannot run: %s", exc)
+        return None
+
+
+def _convert_variant(saved_model: Path, float32_dir: Path, directory: Path, quantization: str, plans: list[TensorPlan],
+                     weights: dict[str, np.ndarray], shard_bytes: int, pruned: bool) -> Variant:
+    from .graph_model import read_graph_weights
+
+    if directory.exists():
+        shutil.rmtree(directory)
+    if quantization == "float32":
+        shutil.copytree(float32_dir, directory)
+        graph = convert.describe_graph_model(directory)
+    else:
+        graph = convert.convert_saved_model(saved_model, directory, quantization=quantization_patterns(plans),
+                                            shard_bytes=shard_bytes)
+    shipped = read_graph_weights(directory)
+    missing = set(weights) - set(shipped)
+    if missing:
+        raise ConversionError(f"{directory}: the quantized model lacks weights {sorted(missing)[:3]}")
+    raw, gz, br = compressed_sizes(directory, graph.files)
+    return Variant(
+        name=directory.name, quantization=quantization, pruned=pruned, directory=directory,
+        files=graph.files, tensors=plans, bytes_raw=raw, bytes_gzip=gz, bytes_brotli=br,
+        bytes_weights=graph.weight_bytes,
+        sparsity=weight_sparsity(shipped),
+    )
 
 
 def metric_budget(head: tasks.TaskHead, reference: float, max_drop: float) -> tuple[float, str]:
