@@ -42,6 +42,21 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
+# Staging and scratch folders this process created, for remove_temporaries.
+_temporaries: set[Path] = set()
+
+
+def remove_temporaries() -> None:
+    """Remove every staging and scratch folder this process created and still has.
+
+    For a process about to exit without running its cleanup code (see ``cli``); a staging folder
+    that was already swapped in holds the previous build, which the swap would drop anyway.
+    """
+    for path in list(_temporaries):
+        shutil.rmtree(path, ignore_errors=True)
+        _temporaries.discard(path)
+
+
 def staging_dir(target: Path) -> Path:
     """Create a fresh staging folder next to ``target`` (same file system, so renames are atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +64,7 @@ def staging_dir(target: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir()
+    _temporaries.add(path)
     return path
 
 
@@ -61,10 +77,12 @@ def work_dir(target: Path) -> Iterator[Path]:
     if path.exists():
         shutil.rmtree(path)
     path.mkdir()
+    _temporaries.add(path)
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        _temporaries.discard(path)
 
 
 def _old_dir(target: Path) -> Path:
