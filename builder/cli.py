@@ -396,10 +396,10 @@ def _on_signal(signum: int, frame: Any) -> None:
 def _start_watchdog(signum: int) -> None:
     """Exit the process if the cleanup after ``signum`` has not finished in SIGNAL_GRACE_SECONDS.
 
-    NOTE: a signal can land while Playwright's sync API is between the driver and its event loop;
-    the next call into Playwright (closing the page or the browser) may then wait forever. This
-    was seen once under heavy load and not reproduced, so the cause is not known. The output
-    folder is unchanged either way: this exit only removes the staging and scratch folders.
+    NOTE: once, under heavy load, a build interrupted during the browser checks never exited,
+    probably waiting on Playwright after its driver had gone. It was not reproduced, so the cause
+    is not known. The output folder is unchanged either way, and this exit removes the staging and
+    scratch folders.
     """
     def expire() -> None:
         from .output import remove_temporaries

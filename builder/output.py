@@ -49,8 +49,8 @@ _temporaries: set[Path] = set()
 def remove_temporaries() -> None:
     """Remove every staging and scratch folder this process created and still has.
 
-    For a process about to exit without running its cleanup code (see ``cli``); a staging folder
-    that was already swapped in holds the previous build, which the swap would drop anyway.
+    Meant for a process about to exit without running its cleanup code (see ``cli``). A staging
+    folder that was already swapped in contains the previous build, which the swap drops anyway.
     """
     for path in list(_temporaries):
         shutil.rmtree(path, ignore_errors=True)
