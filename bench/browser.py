@@ -68,6 +68,12 @@ def latency(dist: Path, backend: str, inputs: list[Any], runs: int, isolate: boo
         state = wait_ready(page)
         if state["state"] != "ready":
             return {"backend": backend, "skipped": state["error"]}
+        # The page falls back to another backend when the forced one cannot start (or the build
+        # left it out), and timing that one would be reported under the wrong name.
+        if state["forcedFailure"]:
+            return {"backend": backend, "skipped": state["forcedFailure"]["reason"]}
+        if state["backend"]["name"] != backend or state["how"] != "forced":
+            return {"backend": backend, "skipped": f"the page ran {state['backend']['name']} ({state['how']})"}
         times = page.evaluate(LATENCY_LOOP, [inputs, runs, max(5, runs // 10)])
         isolated = page.evaluate("() => crossOriginIsolated")
         return {"backend": backend, "median_ms": median(times), "runs": runs, "threads": state["backend"]["threads"],
