@@ -96,6 +96,8 @@ def build(spec: Spec, output: Path, *, reporter: Reporter = SILENT, verify: bool
     timer.start("data", f"loading {spec.data.source}")
     dataset = load_dataset(spec)
     reporter.detail(f"{dataset.rows} rows, {dataset.input_kind} input, task {dataset.task}")
+    for path, rows in dataset.extra_rows:
+        reporter.detail(f"including {rows} row{'s' if rows != 1 else ''} from {path} (data.extra)")
     # Warnings are shown as they arise, so a build that fails later still shows them.
     for warning in dataset.warnings:
         reporter.warn(warning)

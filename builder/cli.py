@@ -286,6 +286,14 @@ def cmd_serve(args: argparse.Namespace, reporter: TerminalReporter) -> int:
         handlers = collector.handlers()
         max_body = MAX_REPORT_BYTES
         print(f"collecting monitoring reports at {REPORT_PATH} into {args.collect}", flush=True)
+        # webml serve puts the app at the root, so a relative collect_url resolves from "/".
+        collect_url = site.metadata.get("monitor", {}).get("collect_url", "")
+        if not collect_url:
+            reporter.warn(f"{args.dist} was built without monitor.collect_url, so its pages send no reports; "
+                          f"rebuild with --set monitor.collect_url=\"{REPORT_PATH}\"")
+        elif "/" + collect_url.lstrip("/") != REPORT_PATH:
+            reporter.warn(f"{args.dist} sends its reports to {collect_url}, not to {REPORT_PATH}; "
+                          f"rebuild with --set monitor.collect_url=\"{REPORT_PATH}\"")
     try:
         server = AppServer(args.dist, args.host, args.port, isolate=not args.no_isolation, post_handlers=handlers,
                            max_body_bytes=max_body or 256 * 1024)

@@ -78,6 +78,8 @@ class Dataset:
     class_names: list[str] = field(default_factory=list)
     target_unit: str = ""
     task_inferred: bool = False
+    # (file, rows) for each data.extra file whose rows were appended.
+    extra_rows: list[tuple[str, int]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -429,7 +431,7 @@ def _append_extra_rows(spec: Spec, dataset: Dataset, path: Path) -> None:
     else:
         dataset.x = np.concatenate([dataset.x, rows_x])
     dataset.y = np.concatenate([dataset.y, rows_y])
-    log.info("added %d rows from %s", len(rows_y), path)
+    dataset.extra_rows.append((str(path), len(rows_y)))
 
 
 def _finish_targets(spec: Spec, dataset: Dataset, labels: list[str] | None) -> Dataset:

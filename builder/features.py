@@ -195,6 +195,7 @@ def dataset_summary(dataset: Dataset) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "source": dataset.source, "rows": dataset.rows, "input_kind": dataset.input_kind, "task": dataset.task,
         "task_inferred": dataset.task_inferred, "targets": dataset.target_names,
+        "extra_rows": [{"file": path, "rows": rows} for path, rows in dataset.extra_rows],
     }
     if dataset.input_kind == "tabular":
         summary["features"] = [

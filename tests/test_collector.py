@@ -262,3 +262,18 @@ def test_acknowledged_report_survives_kill(digits_app, tmp_path):
     assert summary.returncode == 0, summary.stderr
     assert "variant a" in summary.stdout
     assert "mean intensity" in summary.stdout
+
+
+def test_serve_collect_warns_without_collect_url(digits_app, tmp_path):
+    # digits is built without monitor.collect_url, so its pages never post to the collector.
+    process = subprocess.Popen([sys.executable, "-m", "builder", "serve", str(digits_app), "--port", "0",
+                                "--collect", str(tmp_path / "monitor.db")],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("collecting monitoring reports at /api/monitor")
+        assert process.stdout.readline().startswith(f"serving {digits_app} at http://127.0.0.1:")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert (f"warning: {digits_app} was built without monitor.collect_url, so its pages send no reports; "
+            'rebuild with --set monitor.collect_url="/api/monitor"') in stderr.splitlines()

@@ -356,6 +356,7 @@ def test_feedback_export_and_rebuild(ab_app, iris_rows, browser, served, tmp_pat
                            "--set", "model.epochs=5", "--set", 'app.backends=["wasm"]',
                            "--set", 'verify.backends=["wasm"]', "--set", "verify.offline=false")
     assert report["dataset"]["rows"] == 150 + len(corrections)
+    assert report["dataset"]["extra_rows"] == [{"file": str(exported), "rows": len(corrections)}]
 
 
 # ---------------------------------------------------------------------------------------------
