@@ -264,6 +264,22 @@ def test_shifted_inputs_warn_naming_features(ab_app, iris_rows, browser, served)
         page.wait_for_function("() => document.querySelector('#monitor-summary').dataset.count === '0'")
         assert page.is_hidden("#monitor-drift-warning")
         assert page.text_content("#monitor-state") == "Drift is computed after 30 predictions."
+
+        # Below min_samples no limit applies: the critical KS value there exceeds 1.
+        predict_in_form(page, shifted(iris_rows)[0])
+        page.wait_for_function("() => document.querySelector('#monitor-summary').dataset.count === '1'")
+        assert page.text_content("#monitor-summary") == "1 prediction observed on this device"
+        rows = page.eval_on_selector_all("#monitor-table tbody tr", """rows => rows.map((r) => ({
+            ksLimit: Number(r.dataset.ksLimit), drifted: r.dataset.drifted,
+            cells: [...r.querySelectorAll('td')].map((td) => td.textContent)}))""")
+        assert rows
+        assert any(row["ksLimit"] > 1 for row in rows)
+        for row in rows:
+            samples, missing, psi, psi_limit, ks, ks_limit, status = row["cells"]
+            assert samples == "1"
+            assert psi_limit == "–"
+            assert ks_limit == "–"
+            assert row["drifted"] == "false"
     finally:
         context.close()
 
@@ -294,6 +310,8 @@ def test_feedback_export_and_rebuild(ab_app, iris_rows, browser, served, tmp_pat
         page.select_option("#feedback-label", options[1])
         page.click("#feedback-save")
         page.wait_for_selector("#feedback-status:has-text('Saved.')")
+        assert page.text_content("#feedback-status") == "Saved. 1 correction stored on this device."
+        assert page.text_content("#feedback-count").startswith("1 correction stored on this device")
         assert page.get_attribute("#feedback-count", "data-exportable") == "0"
         assert page.is_hidden("#feedback-export")
 

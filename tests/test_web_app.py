@@ -226,6 +226,7 @@ def test_form_built_from_feature_schema(iris_app, browser, served):
             assert float(page.input_value(f"#feature-{index}")) == examples[1][feature["name"]]
         expected = page.evaluate("row => webml.predict([row])", examples[1])[0]
         assert_close(bar_probabilities(page), golden_probabilities(metadata, expected))
+        assert page.text_content("#monitor-summary") == "1 prediction observed on this device"
         predicted = page.get_attribute("#predicted-label", "data-label")
         assert predicted == metadata["output"]["labels"][int(np.argmax(expected))]
         assert page.text_content("#predicted-label") == f"Predicted: {predicted}"
@@ -244,6 +245,17 @@ def test_form_built_from_feature_schema(iris_app, browser, served):
         assert page.text_content("#feature-0-error") == "“abc” is not a number"
         assert page.get_attribute("#feature-0", "aria-invalid") == "true"
         assert page.evaluate("() => document.activeElement.id") == "feature-0"
+        # The earlier result no longer matches the form, so it goes with its feedback buttons.
+        assert page.locator("#predicted-label").count() == 0
+        assert page.text_content("#prediction") == "No prediction yet"
+        assert page.is_hidden("#feedback")
+
+        # Clearing the form removes the result too.
+        wait_for_prediction(page, lambda: page.select_option("#example-select", "0"))
+        assert page.is_visible("#feedback")
+        page.click("#reset-button")
+        assert page.locator("#predicted-label").count() == 0
+        assert page.is_hidden("#feedback")
     finally:
         context.close()
 
@@ -333,6 +345,7 @@ def test_batch_csv_predictions_download(iris_app, browser, served):
     golden = metadata["golden"]
     rows = [[f"row{i}", *[g["input"][name] for name in names]] for i, g in enumerate(golden)]
     rows.append(["bad", "abc", *[1.0] * (len(names) - 1)])
+    rows.append(["short", 1.0, 2.0])
     text = _csv_text(["id", *names], rows)
     context = browser.new_context(locale="en-US", accept_downloads=True)
     try:
@@ -342,7 +355,8 @@ def test_batch_csv_predictions_download(iris_app, browser, served):
                                                     "buffer": text.encode()}])
         page.wait_for_selector("#batch-download", state="visible")
         assert page.get_attribute("#batch-status", "data-code") == "rows-invalid"
-        assert f"Predicted {len(golden)} rows; 1 rows could not be read" in page.text_content("#batch-status")
+        assert page.text_content("#batch-status").startswith(
+            f"Predicted {len(golden)} rows. 2 rows could not be read (first: line {len(golden) + 2}: ")
         with page.expect_download() as download_info:
             page.click("#batch-download")
         download = download_info.value
@@ -355,9 +369,13 @@ def test_batch_csv_predictions_download(iris_app, browser, served):
             assert max(abs(a - b) for a, b in zip(probabilities, g["output"])) <= TOLERANCE
             assert row[len(names) + 1] == labels[int(np.argmax(g["output"]))]
             assert row[-1] == ""
-        bad = table[-1]
+        bad = table[-2]
         assert bad[0] == "bad"
         assert bad[-1] == f"column “{names[0]}”: “abc” is not a number"
+        short = table[-1]
+        assert short[:3] == ["short", "1.0", "2.0"]
+        assert short[len(names) + 1:-1] == [""] * (1 + len(labels))
+        assert short[-1] == f"the row has 3 cells, the header has {len(names) + 1}"
         assert page.locator("#batch-preview tbody tr").count() == min(10, len(rows))
         screenshot(page, "tabular-batch")
 
@@ -370,6 +388,21 @@ def test_batch_csv_predictions_download(iris_app, browser, served):
         page.wait_for_function("() => document.querySelector('#batch-status').dataset.code === 'csv-missing-columns'")
         assert page.is_hidden("#batch-download")
         assert names[0] in page.text_content("#batch-status")
+
+        # One row: the status is singular.
+        page.set_input_files("#batch-file", files=[{"name": "one.csv", "mimeType": "text/csv",
+                                                    "buffer": _csv_text(["id", *names], rows[:1]).encode()}])
+        page.wait_for_selector("#batch-download", state="visible")
+        assert page.text_content("#batch-status") == "Predicted 1 row."
+        assert page.text_content("#batch-preview caption") == "First 1 row"
+
+        # A header without data rows is rejected and offers no download.
+        page.set_input_files("#batch-file", files=[{"name": "header.csv", "mimeType": "text/csv",
+                                                    "buffer": _csv_text(["id", *names], []).encode()}])
+        page.wait_for_function("() => document.querySelector('#batch-status').dataset.code === 'csv-no-rows'")
+        assert page.text_content("#batch-status") == (
+            "The CSV file could not be used: the file has a header row but no data rows")
+        assert page.is_hidden("#batch-download")
     finally:
         context.close()
 
@@ -418,6 +451,22 @@ def test_image_file_drop_and_keyboard(digits_app, browser, served):
         wait_for_prediction(page, lambda: page.keyboard.press("Space"))
         assert page.get_attribute("#predicted-label", "data-label") == "1"
         screenshot(page, "image")
+
+        # Delete clears the drawing and the result with its feedback buttons.
+        assert page.is_visible("#feedback")
+        page.keyboard.press("Delete")
+        assert page.locator("#predicted-label").count() == 0
+        assert page.is_hidden("#feedback")
+
+        # A file that is not a readable image clears the result and shows the error next to the inputs.
+        wait_for_prediction(page, lambda: page.set_input_files(
+            "#file-input", files=[{"name": "zero.png", "mimeType": "image/png", "buffer": zero}]))
+        page.set_input_files("#file-input", files=[{"name": "broken.png", "mimeType": "image/png",
+                                                    "buffer": b"not a png"}])
+        page.wait_for_selector("#image-error:not(:empty)")
+        assert page.text_content("#image-error").startswith("This file could not be read as an image: ")
+        assert page.locator("#predicted-label").count() == 0
+        assert page.is_hidden("#feedback")
     finally:
         context.close()
 
@@ -486,6 +535,10 @@ def test_backend_chosen_by_warmup_and_remembered(iris_app, browser, served):
             item = page.locator(f"#skipped-status li[data-backend={skip['backend']}]")
             assert item.get_attribute("data-code") == skip["code"]
             assert item.text_content().startswith(f"{skip['backend']} not used: ")
+            if skip["code"] == "webgpu-no-adapter":
+                docs = (ROOT / "docs" / "web-app.md").read_text(encoding="utf-8")
+                assert f'`window.webml.skipped[].reason` is "{skip["reason"]}"' in docs
+                assert item.text_content() == f"webgpu not used: {MESSAGES['en']['backend.webgpu-no-adapter']}"
         assert first["stored"] == {"model": metadata["model"]["sha256"], "backend": first["backend"]["name"]}
         assert page.get_attribute("#backend-status", "data-backend") == first["backend"]["name"]
         assert page.is_visible("#warmup-status")
@@ -515,7 +568,8 @@ def test_backend_forced_by_query(iris_app, yield_app, browser, served):
         assert runtime["how"] == "forced"
         assert runtime["backend"]["name"] == "cpu"
         assert runtime["stored"] is None
-        assert page.text_content("#forced-status") == "Backend cpu was requested with ?backend="
+        assert page.text_content("#how-status") == "requested with ?backend=cpu"
+        assert page.text_content("#runtime-status").count("?backend=") == 1
         assert page.is_hidden("#backend-notice")
 
         page.goto(server.url + "?backend=tpu")
@@ -710,17 +764,31 @@ def test_file_protocol_explains_serving(iris_app, browser, locale, language):
         context.close()
 
 
+def _plural_base(key: str) -> str:
+    """Return ``KEY`` for a plural variant ``KEY.one`` or ``KEY.other``, else ``key`` itself."""
+    return re.sub(r"\.(zero|one|two|few|many|other)$", "", key)
+
+
 def test_messages_table_complete():
     english, chinese = MESSAGES["en"], MESSAGES["zh-TW"]
-    assert set(english) == set(chinese)
+    # zh-TW has no plural forms, so it needs only the ``.other`` variant of a plural message.
+    english_keys = {key for key in english if not key.endswith(".one")}
+    assert english_keys == set(chinese)
     for key in english:
         assert english[key].strip(), key
-        assert chinese[key].strip(), key
-        assert set(re.findall(r"\{(\w+)\}", english[key])) == set(re.findall(r"\{(\w+)\}", chinese[key])), key
+        other = f"{_plural_base(key)}.other"
+        chinese_key = other if key.endswith(".one") else key
+        assert chinese[chinese_key].strip(), key
+        assert set(re.findall(r"\{(\w+)\}", english[key])) == set(re.findall(r"\{(\w+)\}", chinese[chinese_key])), key
+    for key in english:
+        if key != _plural_base(key):
+            assert "{count}" in english[key], key
+            assert f"{_plural_base(key)}.other" in english, key
     keys = set(re.findall(r"""data-i18n(?:-label)?="([\w.-]+)\"""", (ROOT / "templates" / "index.html.j2").read_text()))
     for source in (ROOT / "web" / "src").rglob("*.js"):
         keys |= set(re.findall(r"""\bt\('([\w.-]+)'""", source.read_text()))
-    assert keys and keys <= set(english), keys - set(english)
+    known = set(english) | {_plural_base(key) for key in english}
+    assert keys and keys <= known, keys - known
 
 
 def _i18n_texts(page) -> list[tuple[str, str, str]]:
@@ -743,6 +811,10 @@ def test_zh_tw_from_spec_and_browser(labels_app, iris_app, browser, served):
             assert text == chinese[key], (key, element)
         assert page.text_content("#app-status") == chinese["app.ready"]
         assert page.text_content("#backend-status").startswith("後端：")
+        warmup = page.text_content("#warmup-status")
+        assert warmup.startswith("暖機：")
+        assert "毫秒" in warmup
+        assert " ms" not in warmup
 
         # A choice in the menu wins over the spec and is remembered.
         page.select_option("#language-select", "en")

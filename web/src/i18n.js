@@ -44,11 +44,23 @@ export function setLanguage(language, {remember = false} = {}) {
   applyMessages(document);
 }
 
-/** Look up a message and fill its {placeholders}; a missing key falls back to English. */
+/**
+ * Look up a message and fill its {placeholders}. A key missing in the current language falls
+ * back to English. A message that depends on a number has plural variants ``KEY.one``,
+ * ``KEY.other`` (and any other Intl.PluralRules category the language uses), chosen by the
+ * ``count`` parameter.
+ */
 export function t(key, params = {}) {
   const table = messages[current] || messages.en;
-  const template = table[key] ?? messages.en[key] ?? key;
+  const template = lookup(table, key, params) ?? lookup(messages.en, key, params) ?? key;
   return template.replace(/\{(\w+)\}/g, (match, name) => (name in params ? String(params[name]) : match));
+}
+
+function lookup(table, key, params) {
+  if (table[key] !== undefined) return table[key];
+  if (table[`${key}.other`] === undefined || !('count' in params)) return undefined;
+  const category = new Intl.PluralRules(table === messages.en ? 'en' : current).select(Number(params.count));
+  return table[`${key}.${category}`] ?? table[`${key}.other`];
 }
 
 /**

@@ -4,7 +4,7 @@
 import {assignVariant, chooseVariant, clientId, newClientId} from './ab.js';
 import {chooseBackend, forgetBackend} from './backend-choice.js';
 import {FeedbackStore} from './feedback.js';
-import {applyMessages, pickLanguage, setLanguage} from './i18n.js';
+import {applyMessages, pickLanguage, setLanguage, t} from './i18n.js';
 import {loadModel, predict} from './model.js';
 import {Monitor} from './monitor.js';
 import {codedRuntimeError, tensorCount} from './runtime.js';
@@ -165,15 +165,25 @@ async function main() {
       fail(error);
     }
   };
+  // Removes the prediction and the feedback area, so that no verdict is stored for an input
+  // that is no longer on screen.
+  const onClear = () => {
+    lastOutput = null;
+    output.replaceChildren(noPrediction());
+    feedback.hide();
+  };
+  // Clears the result for an input that cannot be predicted. The form or image input shows the
+  // error next to the input, and a ``message`` also goes to the status line.
   const onError = (message) => {
+    onClear();
     if (!message) return;
     const status = document.getElementById('app-status');
     delete status.dataset.i18n;
     status.textContent = message;
   };
   const inputs = metadata.input.kind === 'image'
-    ? setupImageInput(document, metadata.input.image, {onInput, onError})
-    : setupForm(document, metadata.input, metadata.examples || [], {onInput, onError});
+    ? setupImageInput(document, metadata.input.image, {onInput, onError, onClear})
+    : setupForm(document, metadata.input, metadata.examples || [], {onInput, onError, onClear});
   const predictBatch = async (rawInputs) => {
     const outputs = await state.predict(rawInputs);
     await observe.predictions(rawInputs, outputs, state.lastLatencyMs);
@@ -254,6 +264,14 @@ async function loadVerifiedModel(variant) {
     // A model that fails to load fails on every backend; the backend choice must not retry it.
     throw Object.assign(error, {fatal: true, code: error.code || 'model-load-failed'});
   }
+}
+
+/** Create the placeholder that #prediction shows before the first prediction. */
+function noPrediction() {
+  const placeholder = document.createElement('p');
+  placeholder.dataset.i18n = 'output.none';
+  placeholder.textContent = t('output.none');
+  return placeholder;
 }
 
 function refresh() {

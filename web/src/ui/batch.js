@@ -24,11 +24,16 @@ export function setupBatch(root, metadata, {predict}) {
   template.href = URL.createObjectURL(new Blob([formatCsv(names, examples)], {type: 'text/csv'}));
   template.download = `${metadata.name}-example.csv`;
 
-  const setStatus = (key, params = {}, code = '') => {
-    status.dataset.i18n = key;
-    status.dataset.i18nParams = JSON.stringify(params);
+  // Shows messages [key, params] one after another. Each keeps its key, so a language switch re-renders it.
+  const setStatus = (parts, code = '') => {
     status.dataset.code = code;
-    status.textContent = t(key, params);
+    status.replaceChildren(...parts.flatMap(([key, params], i) => {
+      const span = document.createElement('span');
+      span.dataset.i18n = key;
+      span.dataset.i18nParams = JSON.stringify(params);
+      span.textContent = t(key, params);
+      return i === 0 ? [span] : [' ', span];
+    }));
   };
 
   async function run(file) {
@@ -41,7 +46,7 @@ export function setupBatch(root, metadata, {predict}) {
       const valid = rows.filter((r) => !r.error);
       const outputs = [];
       for (let start = 0; start < valid.length; start += CHUNK_ROWS) {
-        setStatus('batch.progress', {done: start, total: valid.length});
+        setStatus([['batch.progress', {done: start, total: valid.length}]]);
         outputs.push(...await predict(valid.slice(start, start + CHUNK_ROWS).map((r) => r.raw)));
       }
       valid.forEach((r, i) => {
@@ -53,14 +58,16 @@ export function setupBatch(root, metadata, {predict}) {
       download.download = `${metadata.name}-predictions.csv`;
       download.hidden = false;
       const errors = rows.filter((r) => r.error);
+      const predicted = ['batch.result', {count: valid.length}];
       if (errors.length) {
-        setStatus('batch.resultWithErrors', {rows: valid.length, errors: errors.length, first: `${t('batch.line', {line: errors[0].line})}: ${errorText(errors[0].error)}`}, 'rows-invalid');
+        const first = `${t('batch.line', {line: errors[0].line})}: ${errorText(errors[0].error)}`;
+        setStatus([predicted, ['batch.unreadRows', {count: errors.length, first}]], 'rows-invalid');
       } else {
-        setStatus('batch.result', {rows: valid.length});
+        setStatus([predicted]);
       }
       showPreview(preview, result);
     } catch (error) {
-      setStatus('batch.failed', {error: errorText(error)}, error.code || 'batch-failed');
+      setStatus([['batch.failed', {error: errorText(error)}]], error.code || 'batch-failed');
     }
   }
 
@@ -88,7 +95,13 @@ function readRows(table, features) {
   if (missing.length) {
     throw new CsvError('csv-missing-columns', 1, t('batch.missingColumns', {columns: missing.map((name) => `“${name}”`).join(', ')}));
   }
+  if (table.rows.length === 0) throw new CsvError('csv-no-rows', 1, t('batch.noRows'));
   return table.rows.map((cells, r) => {
+    // A short row lost cells (an unquoted line break or a missing delimiter), so the cells left
+    // may sit under the wrong columns. Extra cells beyond the header are ignored.
+    if (cells.length < table.header.length) {
+      return {line: table.lines[r], cells, error: {code: 'short-row', cells: cells.length, header: table.header.length}};
+    }
     const raw = {};
     for (const feature of features) {
       const cell = (cells[index.get(feature.name)] ?? '').trim();
@@ -109,6 +122,7 @@ function readRows(table, features) {
 
 function errorText(error) {
   if (error.code === 'not-a-number') return t('batch.notNumber', {column: error.column, value: error.value});
+  if (error.code === 'short-row') return t('batch.shortRow', {cells: error.cells, header: error.header});
   return error.message || String(error);
 }
 
@@ -153,8 +167,9 @@ function showPreview(container, result) {
   const table = document.createElement('table');
   const caption = document.createElement('caption');
   caption.dataset.i18n = 'batch.preview';
-  caption.dataset.i18nParams = JSON.stringify({rows: Math.min(PREVIEW_ROWS, result.rows.length)});
-  caption.textContent = t('batch.preview', {rows: Math.min(PREVIEW_ROWS, result.rows.length)});
+  const params = {count: Math.min(PREVIEW_ROWS, result.rows.length)};
+  caption.dataset.i18nParams = JSON.stringify(params);
+  caption.textContent = t('batch.preview', params);
   table.append(caption);
   const head = document.createElement('tr');
   for (const name of result.header) {

@@ -4,17 +4,26 @@
 const STROKE_FRACTION = 0.08;
 const KEY_STEP_FRACTION = 0.04;
 
-export function createDrawPad(canvas, {onStrokeEnd}) {
+/**
+ * Make ``canvas`` a drawing pad. ``onStrokeEnd()`` runs after each stroke and ``onClear()`` after
+ * each clear. Returns {clear, isEmpty}.
+ */
+export function createDrawPad(canvas, {onStrokeEnd, onClear = () => {}}) {
   const context = canvas.getContext('2d', {willReadFrequently: true});
   let drawing = false;
   let last = null;
   let keyPen = {x: canvas.width / 2, y: canvas.height / 2, down: false};
   let empty = true;
 
-  function clear() {
+  function paintBlank() {
     context.fillStyle = '#ffffff';
     context.fillRect(0, 0, canvas.width, canvas.height);
     empty = true;
+  }
+
+  function clear() {
+    paintBlank();
+    onClear();
   }
 
   function segment(from, to) {
@@ -81,6 +90,6 @@ export function createDrawPad(canvas, {onStrokeEnd}) {
     }
   });
 
-  clear();
+  paintBlank();
   return {clear, isEmpty: () => empty};
 }

@@ -10,7 +10,8 @@ import {setMessage} from './status.js';
 /**
  * Wire the feedback area. ``store`` is an open FeedbackStore, ``variant`` the model the page runs
  * (ab.js chooseVariant), and ``onVerdict(wrong)`` counts a verdict for monitoring. Returns
- * {show(input, output)}, to call after each prediction shown.
+ * {show(input, output)}, to call after each prediction shown, and {hide()}, to call when the
+ * prediction shown no longer matches the input.
  */
 export function setupFeedback(root, metadata, {store, variant, onVerdict}) {
   const area = root.querySelector('#feedback');
@@ -122,6 +123,12 @@ export function setupFeedback(root, metadata, {store, variant, onVerdict}) {
       area.hidden = false;
       rightButton.disabled = false;
       wrongButton.disabled = false;
+      closeForm();
+      clearStatus();
+    },
+    hide() {
+      current = null;
+      area.hidden = true;
       closeForm();
       clearStatus();
     },

@@ -6,7 +6,11 @@ import {parseNumber} from '../encode.js';
 
 const OTHER_VALUE = '__other__';
 
-export function setupForm(root, input, examples, {onInput, onError}) {
+/**
+ * Build the form and wire it. ``onInput(row)`` predicts a valid row, ``onError(null)`` reports an
+ * invalid one (each field shows its own error), and ``onClear()`` runs when the form is reset.
+ */
+export function setupForm(root, input, examples, {onInput, onError, onClear}) {
   const form = root.querySelector('#feature-form');
   const fields = root.querySelector('#feature-fields');
   fields.replaceChildren(...input.features.map((feature, index) => featureField(feature, index)));
@@ -22,6 +26,7 @@ export function setupForm(root, input, examples, {onInput, onError}) {
   });
 
   form.addEventListener('reset', () => {
+    onClear();
     // Reset restores the empty form after this handler; hidden "other" fields follow.
     setTimeout(() => {
       input.features.forEach((feature, index) => {

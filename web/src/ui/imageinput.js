@@ -3,22 +3,40 @@ import {t} from '../i18n.js';
 import {decodeImageFile, pixelsToInput, readPixels} from '../image.js';
 import {createDrawPad} from './draw.js';
 
-export function setupImageInput(root, image, {onInput, onError}) {
+/**
+ * Wire the image inputs. ``onInput(values)`` predicts an image, ``onError(message)`` reports one
+ * that cannot be used (also shown in #image-error next to the inputs), and ``onClear()`` runs
+ * when the drawing is cleared.
+ */
+export function setupImageInput(root, image, {onInput, onError, onClear}) {
   const canvas = root.querySelector('#draw-pad');
   const preview = root.querySelector('#input-preview');
-  const pad = createDrawPad(canvas, {onStrokeEnd: () => submit(canvas, canvas.width, canvas.height)});
+  const errorElement = root.querySelector('#image-error');
+  const clearPreview = () => preview.getContext('2d').clearRect(0, 0, preview.width, preview.height);
+  const showError = (message) => {
+    errorElement.textContent = message;
+    clearPreview();
+    onError(message);
+  };
+  const clearAll = () => {
+    errorElement.textContent = '';
+    clearPreview();
+    onClear();
+  };
+  const pad = createDrawPad(canvas, {
+    onStrokeEnd: () => submit(canvas, canvas.width, canvas.height),
+    onClear: clearAll,
+  });
 
   function submit(source, width, height) {
     const values = pixelsToInput(readPixels(source, width, height), image);
     if (values === null) return;
+    errorElement.textContent = '';
     showPreview(preview, values, image);
     onInput(values);
   }
 
-  root.querySelector('#clear-button').addEventListener('click', () => {
-    pad.clear();
-    preview.getContext('2d').clearRect(0, 0, preview.width, preview.height);
-  });
+  root.querySelector('#clear-button').addEventListener('click', () => pad.clear());
 
   async function useFile(file) {
     try {
@@ -32,7 +50,8 @@ export function setupImageInput(root, image, {onInput, onError}) {
       submit(bitmap, bitmap.width, bitmap.height);
       bitmap.close();
     } catch (error) {
-      onError(t('input.imageFailed', {error: error.message || String(error)}));
+      pad.clear();
+      showError(t('input.imageFailed', {error: error.message || String(error)}));
     }
   }
 
@@ -54,10 +73,10 @@ export function setupImageInput(root, image, {onInput, onError}) {
     const files = [...event.dataTransfer.files];
     const file = files.find((f) => f.type.startsWith('image/'));
     if (file) useFile(file);
-    else if (files.length) onError(t('input.notImage', {name: files[0].name}));
+    else if (files.length) showError(t('input.notImage', {name: files[0].name}));
   });
 
-  setupCamera(root, (video) => submit(video, video.videoWidth, video.videoHeight), onError);
+  setupCamera(root, (video) => submit(video, video.videoWidth, video.videoHeight), showError);
   return {
     show: (values) => {
       showPreview(preview, values, image);

@@ -60,7 +60,7 @@ export function renderMonitor(root, drift, variant) {
   }
   state.hidden = state.textContent === '';
 
-  renderTable(root, drift);
+  renderTable(root, drift, thresholds.min_samples);
 }
 
 function renderModelLine(root, drift, variant) {
@@ -77,7 +77,7 @@ function renderModelLine(root, drift, variant) {
   line.textContent = parts.join(' · ');
 }
 
-function renderTable(root, drift) {
+function renderTable(root, drift, minSamples) {
   const body = root.querySelector('#monitor-table tbody');
   body.replaceChildren(...drift.features.map((feature) => {
     const row = document.createElement('tr');
@@ -92,13 +92,18 @@ function renderTable(root, drift) {
     name.scope = 'row';
     name.textContent = feature.name;
     const numeric = feature.kind === 'numeric';
+    // Below min_samples no limit applies (stats.feature_drift flags no drift), and the critical
+    // value there can exceed 1, which no KS distance reaches.
+    const counted = feature.samples >= minSamples;
+    let ksLimit = t('monitor.notApplicable');
+    if (numeric) ksLimit = counted ? limitText(feature.ksLimit) : '–';
     const cells = [
       formatNumber(feature.samples),
       formatNumber(feature.missingRate, {style: 'percent', maximumFractionDigits: 1}),
       formatNumber(feature.psi, DIGITS),
-      limitText(feature.psiLimit),
+      counted ? limitText(feature.psiLimit) : '–',
       numeric ? formatNumber(feature.ks, DIGITS) : t('monitor.notApplicable'),
-      numeric ? limitText(feature.ksLimit) : t('monitor.notApplicable'),
+      ksLimit,
       t(feature.drifted ? 'monitor.drifted' : 'monitor.stable'),
     ].map((text) => {
       const cell = document.createElement('td');

@@ -28,7 +28,7 @@ export function showRuntime(state) {
   const backend = document.getElementById('backend-status');
   backend.dataset.backend = name;
   backend.textContent = t('status.backend', {backend: variant ? `${name} (${t(`status.variant.${variant}`)})` : name});
-  setText('how-status', t(`status.how.${state.how}`));
+  setText('how-status', t(`status.how.${state.how}`, {backend: name}));
 
   const threadsItem = document.getElementById('threads-status');
   threadsItem.dataset.threads = String(threads);
@@ -44,7 +44,9 @@ export function showRuntime(state) {
   const times = Object.entries(state.warmupMs).sort((a, b) => a[1] - b[1]);
   warmup.hidden = times.length < 2;
   warmup.textContent = t('status.warmup', {
-    times: times.map(([backendName, value]) => `${backendName} ${formatNumber(value, {maximumFractionDigits: 1})} ms`).join(', '),
+    times: times.map(([backendName, value]) => t('status.warmupTime', {
+      backend: backendName, ms: formatNumber(value, {maximumFractionDigits: 1}),
+    })).join(', '),
   });
 
   const notice = document.getElementById('backend-notice');
@@ -55,8 +57,6 @@ export function showRuntime(state) {
   } else {
     notice.hidden = true;
   }
-  setText('forced-status', state.how === 'forced' ? t('status.forced', {backend: name}) : '');
-  document.getElementById('forced-status').hidden = state.how !== 'forced';
 
   const skipped = document.getElementById('skipped-status');
   skipped.replaceChildren(...state.skipped.filter((s) => s !== state.forcedFailure).map((s) => {
