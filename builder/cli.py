@@ -334,8 +334,14 @@ def cmd_monitor(args: argparse.Namespace, reporter: TerminalReporter) -> int:
             print(f"  {'feature'.ljust(width)}  inputs     PSI   limit      KS   limit  missing")
             for f in sorted(s.features, key=lambda f: -f.psi):
                 flag = "  DRIFT" if f.drifted else ""
-                ks = f"{f.ks:6.3f}  {f.ks_limit:6.3f}" if math.isfinite(f.ks_limit) else f"{'n/a':>6}  {'':6}"
-                print(f"  {f.name.ljust(width)}  {f.samples:6d}  {f.psi:6.3f}  {f.psi_limit:6.3f}  {ks}  "
+                # Too few inputs: the limits do not apply yet (the app's drift table shows "-" too).
+                applies = f.samples >= f.min_samples
+                psi_limit = f"{f.psi_limit:6.3f}" if applies else f"{'-':>6}"
+                ks_limit = f"{f.ks_limit:6.3f}" if applies else f"{'-':>6}"
+                ks = f"{f.ks:6.3f}  {ks_limit}" if math.isfinite(f.ks_limit) else f"{'n/a':>6}  {'':6}"
+                if not applies:
+                    flag = f"  (fewer than {f.min_samples} inputs)"
+                print(f"  {f.name.ljust(width)}  {f.samples:6d}  {f.psi:6.3f}  {psi_limit}  {ks}  "
                       f"{f.missing_rate:7.1%}{flag}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,8 @@ class FeatureDrift:
     psi_limit: float
     ks_limit: float
     drifted: bool
+    # Below this many inputs the limits do not apply and no drift is flagged.
+    min_samples: int = 0
 
 
 @dataclass
@@ -122,7 +124,7 @@ def _summarize_group(key: tuple[str, str, str], reports: list[tuple[str, dict[st
         drift = stats.feature_drift(feature, bins, missing, thresholds, len(monitor["features"]))
         summary.features.append(FeatureDrift(feature["name"], drift["samples"], drift["missing_rate"], drift["psi"],
                                              drift["ks"], drift["psi_limit"], drift["ks_limit"],
-                                             drift["drifted"]))
+                                             drift["drifted"], int(thresholds["min_samples"])))
     return summary
 
 

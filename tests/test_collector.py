@@ -277,3 +277,20 @@ def test_serve_collect_warns_without_collect_url(digits_app, tmp_path):
         _, stderr = process.communicate(timeout=30)
     assert (f"warning: {digits_app} was built without monitor.collect_url, so its pages send no reports; "
             'rebuild with --set monitor.collect_url="/api/monitor"') in stderr.splitlines()
+
+
+def test_monitor_shows_no_limits_below_min_samples(tmp_path):
+    collector = Collector(tmp_path / "monitor.db")
+    collector.register_app(small_metadata())
+    try:
+        few = report(app="toy", model="cd" * 32, count=6, features={"age": {"bins": [0, 0, 6], "missing": 0}},
+                     predictions={"counts": [0, 6]})
+        assert collector.store(json.dumps(few).encode())[0] == 200
+    finally:
+        collector.close()
+    result = run_webml("monitor", str(tmp_path / "monitor.db"))
+    assert result.returncode == 0, result.stderr
+    age = next(line for line in result.stdout.splitlines() if line.startswith("  age"))
+    assert age.split()[1] == "6"
+    assert age.split()[3] == "-"
+    assert age.endswith("(fewer than 30 inputs)")
