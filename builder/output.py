@@ -57,10 +57,10 @@ def remove_temporaries() -> None:
         _temporaries.discard(path)
 
 
-def staging_dir(target: Path) -> Path:
-    """Create a fresh staging folder next to ``target`` (same file system, so renames are atomic)."""
+def _fresh_temporary(target: Path, kind: str) -> Path:
+    """Create an empty ``.NAME.KIND-PID`` folder next to ``target`` and record it in _temporaries."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    path = target.parent / f".{target.name}.staging-{os.getpid()}"
+    path = target.parent / f".{target.name}.{kind}-{os.getpid()}"
     if path.exists():
         shutil.rmtree(path)
     path.mkdir()
@@ -68,16 +68,16 @@ def staging_dir(target: Path) -> Path:
     return path
 
 
+def staging_dir(target: Path) -> Path:
+    """Create a fresh staging folder next to ``target`` (same file system, so renames are atomic)."""
+    return _fresh_temporary(target, "staging")
+
+
 @contextlib.contextmanager
 def work_dir(target: Path) -> Iterator[Path]:
     """Yield a scratch folder next to ``target`` for files that are not part of the output
     (SavedModels, converted variants), and remove it afterwards."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    path = target.parent / f".{target.name}.work-{os.getpid()}"
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir()
-    _temporaries.add(path)
+    path = _fresh_temporary(target, "work")
     try:
         yield path
     finally:

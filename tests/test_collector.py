@@ -279,7 +279,7 @@ def test_serve_collect_warns_without_collect_url(digits_app, tmp_path):
             'rebuild with --set monitor.collect_url="/api/monitor"') in stderr.splitlines()
 
 
-def test_monitor_shows_no_limits_below_min_samples(tmp_path):
+def test_monitor_hides_limits_below_min_samples(tmp_path):
     collector = Collector(tmp_path / "monitor.db")
     collector.register_app(small_metadata())
     try:

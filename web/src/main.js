@@ -165,14 +165,14 @@ async function main() {
       fail(error);
     }
   };
-  // Removes the prediction and the feedback area, so that no verdict is stored for an input
+  // Remove the prediction and the feedback area, so that no verdict is stored for an input
   // that is no longer on screen.
   const onClear = () => {
     lastOutput = null;
     output.replaceChildren(noPrediction());
     feedback.hide();
   };
-  // Clears the result for an input that cannot be predicted. The form or image input shows the
+  // Clear the result for an input that cannot be predicted. The form or image input shows the
   // error next to the input, and a ``message`` also goes to the status line.
   const onError = (message) => {
     onClear();

@@ -3,6 +3,7 @@
 import {t} from '../i18n.js';
 import {parseCategory, parseNumber} from '../encode.js';
 import {CsvError, formatCsv, MISSING_TOKENS, parseCsv} from '../csv.js';
+import {watchFiles} from './filedrop.js';
 
 // Rows per call to the model: large enough to be fast, small enough to keep the page responsive.
 const CHUNK_ROWS = 256;
@@ -24,7 +25,7 @@ export function setupBatch(root, metadata, {predict}) {
   template.href = URL.createObjectURL(new Blob([formatCsv(names, examples)], {type: 'text/csv'}));
   template.download = `${metadata.name}-example.csv`;
 
-  // Shows messages [key, params] one after another. Each keeps its key, so a language switch re-renders it.
+  // Show messages [key, params] one after another. Each keeps its key, so a language switch re-renders it.
   const setStatus = (parts, code = '') => {
     status.dataset.code = code;
     status.replaceChildren(...parts.flatMap(([key, params], i) => {
@@ -71,21 +72,7 @@ export function setupBatch(root, metadata, {predict}) {
     }
   }
 
-  fileInput.addEventListener('change', () => {
-    if (fileInput.files.length) run(fileInput.files[0]);
-    fileInput.value = '';
-  });
-  dropZone.addEventListener('dragover', (event) => {
-    event.preventDefault();
-    dropZone.classList.add('dragging');
-  });
-  dropZone.addEventListener('dragleave', () => dropZone.classList.remove('dragging'));
-  dropZone.addEventListener('drop', (event) => {
-    event.preventDefault();
-    dropZone.classList.remove('dragging');
-    const file = event.dataTransfer.files[0];
-    if (file) run(file);
-  });
+  watchFiles(fileInput, dropZone, (files) => run(files[0]));
 }
 
 /** Turn CSV rows into raw inputs keyed by feature name; a row that cannot be read gets ``error``. */

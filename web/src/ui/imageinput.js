@@ -2,6 +2,7 @@
 import {t} from '../i18n.js';
 import {decodeImageFile, pixelsToInput, readPixels} from '../image.js';
 import {createDrawPad} from './draw.js';
+import {watchFiles} from './filedrop.js';
 
 /**
  * Wire the image inputs. ``onInput(values)`` predicts an image, ``onError(message)`` reports one
@@ -55,25 +56,12 @@ export function setupImageInput(root, image, {onInput, onError, onClear}) {
     }
   }
 
-  const fileInput = root.querySelector('#file-input');
-  fileInput.addEventListener('change', () => {
-    if (fileInput.files.length) useFile(fileInput.files[0]);
-    fileInput.value = '';
-  });
-
-  const dropZone = root.querySelector('#drop-zone');
-  dropZone.addEventListener('dragover', (event) => {
-    event.preventDefault();
-    dropZone.classList.add('dragging');
-  });
-  dropZone.addEventListener('dragleave', () => dropZone.classList.remove('dragging'));
-  dropZone.addEventListener('drop', (event) => {
-    event.preventDefault();
-    dropZone.classList.remove('dragging');
-    const files = [...event.dataTransfer.files];
-    const file = files.find((f) => f.type.startsWith('image/'));
+  // A picked file is tried even without an image type, because a file picker's accept list is
+  // only a hint; among dropped files the first image is used.
+  watchFiles(root.querySelector('#file-input'), root.querySelector('#drop-zone'), (files, picked) => {
+    const file = picked ? files[0] : files.find((f) => f.type.startsWith('image/'));
     if (file) useFile(file);
-    else if (files.length) showError(t('input.notImage', {name: files[0].name}));
+    else showError(t('input.notImage', {name: files[0].name}));
   });
 
   setupCamera(root, (video) => submit(video, video.videoWidth, video.videoHeight), showError);
